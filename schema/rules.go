@@ -1,0 +1,158 @@
+package schema
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"cel.dev/cel-go/cel"
+
+	"cfgcluster/cfgerr"
+)
+
+// Rule is a cross-key rule: a CEL expression over keys by their dotted names
+// that must hold after every write. A rule that reads a key with neither a
+// value nor a default holds vacuously, as an SQL CHECK does on NULL.
+type Rule struct {
+	Name    string `json:"name"`
+	Expr    string `json:"expr"`
+	Message string `json:"message,omitempty"`
+
+	// Keys are the keys the rule reads, sorted; set by Validate.
+	Keys []string `json:"-"`
+	prg  cel.Program
+}
+
+func newEnv(s *Schema) (*cel.Env, error) {
+	opts := make([]cel.EnvOption, 0, len(s.Keys))
+	for name, k := range s.Keys {
+		opts = append(opts, cel.Variable(name, celType(k.Type)))
+	}
+	return cel.NewEnv(opts...)
+}
+
+func celType(t Type) *cel.Type {
+	switch t {
+	case Bool:
+		return cel.BoolType
+	case Int:
+		return cel.IntType
+	case Float:
+		return cel.DoubleType
+	case Duration:
+		return cel.DurationType
+	case List:
+		return cel.ListType(cel.StringType)
+	case JSON:
+		return cel.MapType(cel.StringType, cel.DynType)
+	}
+	return cel.StringType
+}
+
+func (r *Rule) compile(env *cel.Env) error {
+	if r.Expr == "" {
+		return errors.New("expr is empty")
+	}
+	ast, iss := env.Compile(r.Expr)
+	if iss.Err() != nil {
+		return fmt.Errorf("does not compile: %v", iss.Err())
+	}
+	if ast.OutputType() != cel.BoolType {
+		return fmt.Errorf("must be a bool expression, is %v", ast.OutputType())
+	}
+	set := map[string]bool{}
+	for _, ref := range ast.NativeRep().ReferenceMap() {
+		if ref.Name != "" && ref.Value == nil {
+			set[ref.Name] = true
+		}
+	}
+	if len(set) == 0 {
+		return errors.New("reads no key")
+	}
+	r.Keys = r.Keys[:0]
+	for k := range set {
+		r.Keys = append(r.Keys, k)
+	}
+	sort.Strings(r.Keys)
+	prg, err := env.Program(ast)
+	if err != nil {
+		return err
+	}
+	r.prg = prg
+	return nil
+}
+
+// Eval evaluates the rule over typed values; value returns a key's value
+// (its stored value or its default) and whether it has one. It returns nil
+// when the rule holds, and an Invalid error naming the rule and the keys it
+// reads when it does not.
+func (r *Rule) Eval(value func(key string) (any, bool)) error {
+	vars := make(map[string]any, len(r.Keys))
+	for _, k := range r.Keys {
+		v, ok := value(k)
+		if !ok {
+			return nil // vacuous: a key the rule reads is unset
+		}
+		vars[k] = celValue(v)
+	}
+	out, _, err := r.prg.Eval(vars)
+	if err != nil {
+		return r.violation("cannot be evaluated: %v", err)
+	}
+	if ok, _ := out.Value().(bool); !ok {
+		msg := r.Message
+		if msg == "" {
+			msg = "does not hold"
+		}
+		return r.violation("%s (%s)", msg, r.Expr)
+	}
+	return nil
+}
+
+func (r *Rule) violation(format string, args ...any) error {
+	e := cfgerr.Errorf(cfgerr.Invalid, r.Keys[0], "rule "+r.Name, format, args...)
+	if len(r.Keys) > 1 {
+		e.Message += fmt.Sprintf("; the rule reads %v", r.Keys)
+	}
+	return e
+}
+
+// celValue turns json.Number leaves of a json value into CEL numbers.
+func celValue(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = celValue(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = celValue(e)
+		}
+		return l
+	}
+	return v
+}
+
+// CheckAll evaluates every rule over the values and returns all violations joined.
+func (s *Schema) CheckAll(value func(key string) (any, bool)) error {
+	return s.Check(s.Rules, value)
+}
+
+// Check evaluates the given rules and returns all violations joined.
+func (s *Schema) Check(rules []*Rule, value func(key string) (any, bool)) error {
+	var errs []error
+	for _, r := range rules {
+		errs = append(errs, r.Eval(value))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,253 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"cfgcluster/cfgerr"
+)
+
+// Schema is a validated schema document. A *Schema is immutable once Parse
+// returns it and safe for concurrent use.
+type Schema struct {
+	Keys  map[string]*Key `json:"keys"`
+	Rules []*Rule         `json:"rules,omitempty"`
+
+	byKey map[string][]*Rule // rules that read each key
+}
+
+// Key describes one configuration key.
+type Key struct {
+	Name            string   `json:"-"`
+	Type            Type     `json:"type"`
+	Default         any      `json:"default,omitempty"`
+	Min             any      `json:"min,omitempty"`
+	Max             any      `json:"max,omitempty"`
+	Values          []string `json:"values,omitempty"`     // enum members
+	Pattern         string   `json:"pattern,omitempty"`    // RE2, anchored by the author if wanted
+	MaxLength       int      `json:"max_length,omitempty"` // bytes of a string, items of a list
+	Description     string   `json:"description,omitempty"`
+	RequiresRestart bool     `json:"requires_restart,omitempty"`
+	Sensitive       bool     `json:"sensitive,omitempty"`
+	Approval        string   `json:"approval,omitempty"` // "required" marks a critical key
+	Owner           string   `json:"owner,omitempty"`
+
+	def, min, max any // typed forms of Default, Min, Max
+	re            *regexp.Regexp
+}
+
+// ApprovalRequired is the value of Key.Approval that marks a critical key.
+const ApprovalRequired = "required"
+
+// Parse reads a YAML or JSON schema document and validates it. Unknown fields
+// are refused. On error nothing of the document is usable: the error joins
+// every problem found (see cfgerr.All).
+func Parse(doc []byte) (*Schema, error) {
+	js, err := YAMLToJSON(doc)
+	if err != nil {
+		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "schema", "%v", err)
+	}
+	s := &Schema{}
+	if !bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		d := json.NewDecoder(bytes.NewReader(js))
+		d.UseNumber()
+		d.DisallowUnknownFields()
+		if err := d.Decode(s); err != nil {
+			return nil, cfgerr.Errorf(cfgerr.Invalid, "", "schema", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Validate checks the whole schema and prepares it for use. It returns every
+// problem joined (errors.Join of *cfgerr.Error), each naming its key or rule.
+func (s *Schema) Validate() error {
+	if s.Keys == nil {
+		s.Keys = map[string]*Key{}
+	}
+	var errs []error
+	for _, name := range s.KeyNames() {
+		k := s.Keys[name]
+		if k == nil {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, name, "", "key has no definition"))
+			continue
+		}
+		k.Name = name
+		errs = append(errs, k.Validate())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err // rules are typed by the keys: compile them only over valid keys
+	}
+	env, err := newEnv(s)
+	if err != nil {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "rules", "%v", err)
+	}
+	s.byKey = map[string][]*Rule{}
+	seen := map[string]bool{}
+	for i, r := range s.Rules {
+		if r == nil {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", fmt.Sprintf("rules[%d]", i), "rule is empty"))
+			continue
+		}
+		if r.Name == "" {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", fmt.Sprintf("rules[%d].name", i), "a rule needs a name"))
+		} else if seen[r.Name] {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", fmt.Sprintf("rules[%d].name", i), "rule %q is defined twice", r.Name))
+		}
+		seen[r.Name] = true
+		if err := r.compile(env); err != nil {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", fmt.Sprintf("rules[%d]", i), "rule %q: %v", r.Name, err))
+			continue
+		}
+		for _, k := range r.Keys {
+			s.byKey[k] = append(s.byKey[k], r)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one key's definition and prepares its typed default and bounds.
+func (k *Key) Validate() error {
+	if err := ValidKeyName(k.Name); err != nil {
+		return err
+	}
+	if !k.Type.valid() {
+		if k.Type == "" {
+			return k.errorf("type", "type is missing (one of %s)", typeList())
+		}
+		return k.errorf("type", "unknown type %q (one of %s)", k.Type, typeList())
+	}
+	var errs []error
+	bound := func(field string, raw any) any {
+		if raw == nil {
+			return nil
+		}
+		if k.Type != Int && k.Type != Float && k.Type != Duration {
+			errs = append(errs, k.errorf(field, "%s applies only to int, float and duration keys", field))
+			return nil
+		}
+		v, err := coerce(k.Type, raw)
+		if err != nil {
+			errs = append(errs, k.errorf(field, "%v", err))
+		}
+		return v
+	}
+	k.min, k.max = bound("min", k.Min), bound("max", k.Max)
+	if k.min != nil && k.max != nil && less(k.max, k.min) {
+		errs = append(errs, k.errorf("max", "max %s is below min %s", Format(k.Type, k.max), Format(k.Type, k.min)))
+	}
+	if k.Type == Enum && len(k.Values) == 0 {
+		errs = append(errs, k.errorf("values", "an enum needs at least one value"))
+	}
+	if k.Type != Enum && len(k.Values) > 0 {
+		errs = append(errs, k.errorf("values", "values apply only to enum keys"))
+	}
+	if k.Pattern != "" {
+		if k.Type != String && k.Type != List {
+			errs = append(errs, k.errorf("pattern", "pattern applies only to string and list keys"))
+		} else if re, err := regexp.Compile(k.Pattern); err != nil {
+			errs = append(errs, k.errorf("pattern", "does not compile: %v", err))
+		} else {
+			k.re = re
+		}
+	}
+	if k.MaxLength < 0 || (k.MaxLength > 0 && k.Type != String && k.Type != List) {
+		errs = append(errs, k.errorf("max_length", "max_length must be positive and applies only to string and list keys"))
+	}
+	if k.Approval != "" && k.Approval != ApprovalRequired {
+		errs = append(errs, k.errorf("approval", "unknown approval %q (only %q)", k.Approval, ApprovalRequired))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if k.Default != nil {
+		v, err := coerce(k.Type, k.Default)
+		if err == nil {
+			err = k.Check(v)
+		}
+		if err != nil {
+			return k.errorf("default", "default does not fit the key: %v", strings.TrimPrefix(err.Error(), fmt.Sprintf("key %q: value: ", k.Name)))
+		}
+		k.def = v
+	}
+	return nil
+}
+
+// Lookup returns the key's definition.
+func (s *Schema) Lookup(name string) (*Key, bool) {
+	k, ok := s.Keys[name]
+	return k, ok
+}
+
+// Key returns the key's definition, or a NotFound error naming it.
+func (s *Schema) Key(name string) (*Key, error) {
+	if err := ValidKeyName(name); err != nil {
+		return nil, err
+	}
+	if k, ok := s.Keys[name]; ok {
+		return k, nil
+	}
+	return nil, cfgerr.Errorf(cfgerr.NotFound, name, "", "key is not in the schema")
+}
+
+// KeyNames returns the schema's key names, sorted.
+func (s *Schema) KeyNames() []string {
+	names := make([]string, 0, len(s.Keys))
+	for n := range s.Keys {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DefaultValue returns the key's typed default, and whether it has one.
+func (k *Key) DefaultValue() (any, bool) { return k.def, k.def != nil }
+
+// RulesFor returns the rules that read any of the keys, each once, in schema order.
+func (s *Schema) RulesFor(keys ...string) []*Rule {
+	hit := map[*Rule]bool{}
+	for _, k := range keys {
+		for _, r := range s.byKey[k] {
+			hit[r] = true
+		}
+	}
+	var out []*Rule
+	for _, r := range s.Rules {
+		if hit[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func typeList() string {
+	s := make([]string, len(Types))
+	for i, t := range Types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// YAMLToJSON converts a YAML (1.2: "yes" and "y" stay strings) or JSON
+// document to JSON. An empty document becomes null.
+func YAMLToJSON(doc []byte) ([]byte, error) {
+	var v any
+	if err := yaml.Unmarshal(doc, &v); err != nil {
+		return nil, fmt.Errorf("malformed YAML or JSON: %v", err)
+	}
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("malformed YAML or JSON: %v", err)
+	}
+	return js, nil
+}
