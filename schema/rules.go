@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"cel.dev/cel-go/cel"
@@ -86,8 +87,9 @@ func (r *Rule) compile(env *cel.Env) error {
 // Eval evaluates the rule over typed values; value returns a key's value
 // (its stored value or its default) and whether it has one. It returns nil
 // when the rule holds, and an Invalid error naming the rule and the keys it
-// reads when it does not.
-func (r *Rule) Eval(value func(key string) (any, bool)) error {
+// reads when it does not. The error's Key is the first of blame that the
+// rule reads (the key being written), or else the rule's first key.
+func (r *Rule) Eval(value func(key string) (any, bool), blame ...string) error {
 	vars := make(map[string]any, len(r.Keys))
 	for _, k := range r.Keys {
 		v, ok := value(k)
@@ -98,20 +100,27 @@ func (r *Rule) Eval(value func(key string) (any, bool)) error {
 	}
 	out, _, err := r.prg.Eval(vars)
 	if err != nil {
-		return r.violation("cannot be evaluated: %v", err)
+		return r.violation(blame, "cannot be evaluated: %v", err)
 	}
 	if ok, _ := out.Value().(bool); !ok {
 		msg := r.Message
 		if msg == "" {
 			msg = "does not hold"
 		}
-		return r.violation("%s (%s)", msg, r.Expr)
+		return r.violation(blame, "%s (%s)", msg, r.Expr)
 	}
 	return nil
 }
 
-func (r *Rule) violation(format string, args ...any) error {
-	e := cfgerr.Errorf(cfgerr.Invalid, r.Keys[0], "rule "+r.Name, format, args...)
+func (r *Rule) violation(blame []string, format string, args ...any) error {
+	key := r.Keys[0]
+	for _, b := range blame {
+		if slices.Contains(r.Keys, b) {
+			key = b
+			break
+		}
+	}
+	e := cfgerr.Errorf(cfgerr.Invalid, key, "rule "+r.Name, format, args...)
 	if len(r.Keys) > 1 {
 		e.Message += fmt.Sprintf("; the rule reads %v", r.Keys)
 	}
@@ -148,11 +157,12 @@ func (s *Schema) CheckAll(value func(key string) (any, bool)) error {
 	return s.Check(s.Rules, value)
 }
 
-// Check evaluates the given rules and returns all violations joined.
-func (s *Schema) Check(rules []*Rule, value func(key string) (any, bool)) error {
+// Check evaluates the given rules and returns all violations joined, each
+// naming the first key of blame that its rule reads (see Rule.Eval).
+func (s *Schema) Check(rules []*Rule, value func(key string) (any, bool), blame ...string) error {
 	var errs []error
 	for _, r := range rules {
-		errs = append(errs, r.Eval(value))
+		errs = append(errs, r.Eval(value, blame...))
 	}
 	return errors.Join(errs...)
 }

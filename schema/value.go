@@ -146,7 +146,7 @@ func (k *Key) errorf(field, format string, args ...any) error {
 
 func coerce(t Type, raw any) (any, error) {
 	if raw == nil {
-		return nil, fmt.Errorf("a %s is required, got null", t)
+		return nil, fmt.Errorf("%s is required, got null", article(t))
 	}
 	switch t {
 	case Bool:
@@ -220,7 +220,7 @@ func coerce(t Type, raw any) (any, error) {
 			return deepCopy(m).(map[string]any), nil
 		}
 	}
-	return nil, fmt.Errorf("a %s is required, got %s", t, kind(raw))
+	return nil, fmt.Errorf("%s is required, got %s", article(t), kind(raw))
 }
 
 func parseText(t Type, text string) (any, error) {
@@ -327,4 +327,11 @@ func deepCopy(v any) any {
 		return l
 	}
 	return v
+}
+
+func article(t Type) string {
+	if t == Int || t == Enum {
+		return "an " + string(t)
+	}
+	return "a " + string(t)
 }

@@ -1,0 +1,96 @@
+// Package etcdtest starts real embedded etcd members for tests, on loopback
+// ports the kernel picks, with their data in t.TempDir(). It is test support
+// only: production code never imports it.
+package etcdtest
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Member is a running single-member etcd cluster.
+type Member struct {
+	Etcd     *embed.Etcd
+	Endpoint string // client URL, http://127.0.0.1:PORT
+}
+
+// Start runs a single-member etcd cluster until the test ends and returns it
+// with a client that the test's cleanup closes.
+func Start(t testing.TB) (*Member, *clientv3.Client) {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	cfg.Name = "test"
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	peer := freeURL(t)
+	client := freeURL(t)
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.MaxTxnOps = 4096
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("etcdtest: start etcd: %v", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		t.Fatal("etcdtest: etcd not ready within 30s")
+	}
+	m := &Member{Etcd: e, Endpoint: client.String()}
+	t.Cleanup(e.Close)
+	c := m.Client(t)
+	return m, c
+}
+
+// Client returns a new client of the member, closed when the test ends.
+func (m *Member) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{m.Endpoint},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Compact compacts the member's history up to the current revision.
+func Compact(t testing.TB, c *clientv3.Client) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.Get(ctx, "compact-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Compact(ctx, r.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	return r.Header.Revision
+}
+
+// freeURL reserves a loopback port by binding it, then frees it for etcd.
+// The kernel does not hand a just-freed ephemeral port out again at once, so
+// parallel tests do not clash.
+func freeURL(t testing.TB) url.URL {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return url.URL{Scheme: "http", Host: l.Addr().String()}
+}

@@ -1,0 +1,52 @@
+package kv
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// DefaultPrefix is the etcd prefix under which cfgcluster keeps everything.
+const DefaultPrefix = "/cfgcluster/"
+
+// Layout maps configuration keys to etcd keys (ARCHITECTURE.md, "etcd key layout").
+type Layout struct{ prefix string }
+
+// NewLayout returns the layout under prefix; "" means DefaultPrefix. A
+// missing trailing slash is added.
+func NewLayout(prefix string) Layout {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return Layout{prefix: prefix}
+}
+
+// Prefix is the layout's root prefix.
+func (l Layout) Prefix() string { return l.prefix }
+
+// SchemaKey holds the active schema document.
+func (l Layout) SchemaKey() string { return l.prefix + "v1/schema" }
+
+// ValuesPrefix is the prefix of every value envelope.
+func (l Layout) ValuesPrefix() string { return l.prefix + "v1/values/" }
+
+// ValueKey holds the envelope of one configuration key.
+func (l Layout) ValueKey(key string) string { return l.ValuesPrefix() + key }
+
+// KeyOf returns the configuration key of a value's etcd key.
+func (l Layout) KeyOf(etcdKey string) (string, bool) {
+	return strings.CutPrefix(etcdKey, l.ValuesPrefix())
+}
+
+// AuditPrefix is the prefix of every audit record.
+func (l Layout) AuditPrefix() string { return l.prefix + "v1/audit/" }
+
+// newAuditKey names a new audit record: its id orders records by time; the
+// record's revision is its etcd mod revision, which orders them exactly.
+func (l Layout) newAuditKey(now time.Time) string {
+	return fmt.Sprintf("%s%020d-%08x", l.AuditPrefix(), now.UnixNano(), rand.Uint32())
+}

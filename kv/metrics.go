@@ -1,0 +1,37 @@
+package kv
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics counts the store's writes. Register it with NewMetrics; a nil
+// *Metrics counts nothing.
+type Metrics struct {
+	writes     *prometheus.CounterVec
+	invalid    *prometheus.CounterVec
+	conflicts  prometheus.Counter
+	retries    prometheus.Counter
+	commitSecs prometheus.Histogram
+}
+
+// NewMetrics creates the store's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cfgcluster_kv_writes_total", Help: "Changes attempted, by action and outcome (ok, invalid, conflict, failed_precondition, error, dry_run).",
+		}, []string{"action", "outcome"}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cfgcluster_kv_validation_failures_total", Help: "Changes refused by validation, by what refused them (type, rule, schema).",
+		}, []string{"reason"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfgcluster_kv_write_conflicts_total", Help: "Transactions that lost to a concurrent change (each is retried).",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfgcluster_kv_write_retries_exhausted_total", Help: "Changes that failed with a conflict after every retry.",
+		}),
+		commitSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cfgcluster_kv_write_duration_seconds", Help: "Time of a validated change, reads and retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+		}),
+	}
+	reg.MustRegister(m.writes, m.invalid, m.conflicts, m.retries, m.commitSecs)
+	return m
+}

@@ -1,0 +1,169 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/cfgerr"
+	"cfgcluster/schema"
+)
+
+// Schema returns the active schema, its document as it was applied, and its
+// revision (0 and an empty schema when none was ever applied).
+func (s *Store) Schema(ctx context.Context) (*schema.Schema, []byte, int64, error) {
+	resp, err := s.kv.Get(ctx, s.layout.SchemaKey())
+	if err != nil {
+		return nil, nil, 0, etcdError(err)
+	}
+	l, err := s.loadSchema(resp.Kvs)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return l.schema, l.doc, l.rev, nil
+}
+
+// schemaAt returns the schema in force at rev (0: now). History is read with
+// the current schema when the old one is compacted away.
+func (s *Store) schemaAt(ctx context.Context, rev int64) (*schema.Schema, error) {
+	if rev > 0 {
+		resp, err := s.kv.Get(ctx, s.layout.SchemaKey(), clientv3.WithRev(rev))
+		if err == nil {
+			if kv := first(resp.Kvs); kv != nil {
+				if sch, err := schema.Parse(kv.Value); err == nil {
+					return sch, nil
+				}
+			}
+		} else if !errors.Is(err, rpctypes.ErrCompacted) {
+			return nil, etcdError(err)
+		}
+	}
+	sch, _, _, err := s.Schema(ctx)
+	return sch, err
+}
+
+// Get returns a key's value at rev (0: now): the stored entry, or the
+// schema default (Source default, Revision 0). A key with neither, or one the
+// schema does not know, is NotFound.
+func (s *Store) Get(ctx context.Context, key string, rev int64) (*Entry, error) {
+	if err := schema.ValidKeyName(key); err != nil {
+		return nil, err
+	}
+	sch, err := s.schemaAt(ctx, rev)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.valueAt(ctx, sch, key, rev)
+	if err != nil || e != nil {
+		return e, err
+	}
+	return defaultEntry(sch, key)
+}
+
+func defaultEntry(sch *schema.Schema, key string) (*Entry, error) {
+	k, err := sch.Key(key)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := k.DefaultValue()
+	if !ok {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "", "the key has no value and no default")
+	}
+	return &Entry{Key: key, Value: v, Type: k.Type, Source: SourceDefault}, nil
+}
+
+// valueAt returns the stored entry at rev (0: now), nil if none. Past
+// compaction it answers from the audit trail.
+func (s *Store) valueAt(ctx context.Context, sch *schema.Schema, key string, rev int64) (*Entry, error) {
+	var opts []clientv3.OpOption
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.kv.Get(ctx, s.layout.ValueKey(key), opts...)
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return s.valueFromAudit(ctx, sch, key, rev)
+	}
+	if err != nil {
+		return nil, etcdError(err)
+	}
+	if kv := first(resp.Kvs); kv != nil {
+		return decodeEntry(sch, key, kv)
+	}
+	return nil, nil
+}
+
+// valueFromAudit finds the key's value at rev from the newest audit record
+// at or before rev that changed it.
+func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key string, rev int64) (*Entry, error) {
+	var found *AuditRecord
+	err := s.scanAudit(ctx, rev+1, func(r *AuditRecord) bool {
+		if _, ok := r.Touches(key); ok {
+			found = r
+			return false
+		}
+		return true
+	})
+	if err != nil || found == nil {
+		return nil, err
+	}
+	c, _ := found.Touches(key)
+	if c.Deleted {
+		return nil, nil
+	}
+	if c.Redacted {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is sensitive: its value is not kept in the audit trail", rev)
+	}
+	k, ok := sch.Lookup(key)
+	if !ok {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is no longer in the schema", rev)
+	}
+	v, err := k.Coerce(c.New)
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Key: key, Value: v, Type: k.Type, Source: SourceCluster, Actor: found.Actor,
+		Time: found.Time, Comment: found.Comment, Revision: found.Revision}, nil
+}
+
+// List returns the value of every key whose name starts with prefix, at rev
+// (0: now): stored values, and defaults for schema keys with no value,
+// sorted by key.
+func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]*Entry, error) {
+	sch, err := s.schemaAt(ctx, rev)
+	if err != nil {
+		return nil, err
+	}
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.kv.Get(ctx, s.layout.ValueKey(prefix), opts...)
+	if err != nil {
+		return nil, etcdError(err)
+	}
+	seen := map[string]bool{}
+	var out []*Entry
+	for _, kv := range resp.Kvs {
+		key, _ := s.layout.KeyOf(string(kv.Key))
+		e, err := decodeEntry(sch, key, kv)
+		if err != nil {
+			return nil, err
+		}
+		seen[key] = true
+		out = append(out, e)
+	}
+	for _, key := range sch.KeyNames() {
+		if seen[key] || !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if e, err := defaultEntry(sch, key); err == nil {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
