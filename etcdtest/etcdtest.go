@@ -30,8 +30,8 @@ func Start(t testing.TB) (*Member, *clientv3.Client) {
 	cfg.Name = "test"
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	peer := freeURL(t)
-	client := freeURL(t)
+	peer := FreeURL(t)
+	client := FreeURL(t)
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -82,15 +82,20 @@ func Compact(t testing.TB, c *clientv3.Client) int64 {
 	return r.Header.Revision
 }
 
-// freeURL reserves a loopback port by binding it, then frees it for etcd.
-// The kernel does not hand a just-freed ephemeral port out again at once, so
-// parallel tests do not clash.
-func freeURL(t testing.TB) url.URL {
+// FreeAddr returns a loopback address (127.0.0.1:PORT) with a port the
+// kernel just handed out and that is free again. The kernel does not hand a
+// just-freed ephemeral port out again at once, so parallel tests do not clash.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}
+	return l.Addr().String()
+}
+
+// FreeURL is FreeAddr as an http URL.
+func FreeURL(t testing.TB) url.URL {
+	return url.URL{Scheme: "http", Host: FreeAddr(t)}
 }

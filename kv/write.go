@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -54,6 +55,9 @@ func (s *Store) Rollback(ctx context.Context, meta Meta, key string, to int64) (
 		return nil, err
 	}
 	meta.Action = ActionRollback
+	if meta.Comment == "" {
+		meta.Comment = fmt.Sprintf("rollback to revision %d", to)
+	}
 	return s.Update(ctx, meta, []string{key}, func(tx *Tx) error {
 		if old == nil {
 			return tx.Put(Write{Key: key, Delete: true})
@@ -88,6 +92,9 @@ func (s *Store) RollbackAll(ctx context.Context, meta Meta, to int64) (*Result, 
 		}
 	}
 	meta.Action = ActionRollback
+	if meta.Comment == "" {
+		meta.Comment = fmt.Sprintf("rollback of every key to revision %d", to)
+	}
 	return s.Update(ctx, meta, nil, func(tx *Tx) error {
 		cur, err := tx.List()
 		if err != nil {

@@ -1,0 +1,218 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"cfgcluster/cfgerr"
+)
+
+// Client calls a node's HTTP API. Errors it returns carry a cfgerr code:
+// the server's, or Unavailable when the node cannot be reached.
+type Client struct {
+	Endpoint string // http://127.0.0.1:7380
+	Actor    string // sent as ActorHeader
+	HTTP     *http.Client
+}
+
+// NewClient returns a client of the node at endpoint.
+func NewClient(endpoint, actor string) *Client {
+	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Actor: actor, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Get returns a key's value, at rev if rev > 0.
+func (c *Client) Get(ctx context.Context, key string, rev int64) (*Value, error) {
+	var v Value
+	return &v, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+revQuery(rev), nil, &v)
+}
+
+// List returns every key under prefix.
+func (c *Client) List(ctx context.Context, prefix string, rev int64) (*ValueList, error) {
+	q := url.Values{"prefix": {prefix}}
+	if rev > 0 {
+		q.Set("revision", strconv.FormatInt(rev, 10))
+	}
+	var l ValueList
+	return &l, c.do(ctx, http.MethodGet, "/v1/keys?"+q.Encode(), nil, &l)
+}
+
+// Set writes one key.
+func (c *Client) Set(ctx context.Context, key string, req SetRequest) (*WriteResult, error) {
+	var r WriteResult
+	return &r, c.do(ctx, http.MethodPut, "/v1/keys/"+url.PathEscape(key), req, &r)
+}
+
+// Delete removes a key's value: it falls back to its default.
+func (c *Client) Delete(ctx context.Context, key, comment string) (*WriteResult, error) {
+	var r WriteResult
+	q := ""
+	if comment != "" {
+		q = "?" + url.Values{"comment": {comment}}.Encode()
+	}
+	return &r, c.do(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(key)+q, nil, &r)
+}
+
+// Apply writes a batch: every change or none.
+func (c *Client) Apply(ctx context.Context, req ApplyRequest) (*WriteResult, error) {
+	var r WriteResult
+	return &r, c.do(ctx, http.MethodPost, "/v1/apply", req, &r)
+}
+
+// History returns every known revision of a key, newest first.
+func (c *Client) History(ctx context.Context, key string) (*History, error) {
+	var h History
+	return &h, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+"/history", nil, &h)
+}
+
+// Diff compares a key at two revisions (0: now).
+func (c *Client) Diff(ctx context.Context, key string, from, to int64) (*Diff, error) {
+	var d Diff
+	q := url.Values{"from": {strconv.FormatInt(from, 10)}, "to": {strconv.FormatInt(to, 10)}}
+	return &d, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+"/diff?"+q.Encode(), nil, &d)
+}
+
+// Rollback writes old values back as a new change.
+func (c *Client) Rollback(ctx context.Context, req RollbackRequest) (*WriteResult, error) {
+	var r WriteResult
+	return &r, c.do(ctx, http.MethodPost, "/v1/rollback", req, &r)
+}
+
+// Schema returns the active schema document.
+func (c *Client) Schema(ctx context.Context) (*Schema, error) {
+	var s Schema
+	return &s, c.do(ctx, http.MethodGet, "/v1/schema", nil, &s)
+}
+
+// ApplySchema replaces the schema.
+func (c *Client) ApplySchema(ctx context.Context, req SchemaRequest) (*WriteResult, error) {
+	var r WriteResult
+	return &r, c.do(ctx, http.MethodPut, "/v1/schema", req, &r)
+}
+
+// ValidateSchema checks a document against the stored values, writing nothing.
+func (c *Client) ValidateSchema(ctx context.Context, req SchemaRequest) (*Validation, error) {
+	var v Validation
+	return &v, c.do(ctx, http.MethodPost, "/v1/schema/validate", req, &v)
+}
+
+// Audit returns audit records, newest first.
+func (c *Client) Audit(ctx context.Context, key string, before int64, limit int) (*AuditList, error) {
+	q := url.Values{}
+	if key != "" {
+		q.Set("key", key)
+	}
+	if before > 0 {
+		q.Set("before", strconv.FormatInt(before, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var l AuditList
+	return &l, c.do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, &l)
+}
+
+func revQuery(rev int64) string {
+	if rev > 0 {
+		return "?revision=" + strconv.FormatInt(rev, 10)
+	}
+	return ""
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return cfgerr.Wrap(cfgerr.Invalid, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Endpoint+path, body)
+	if err != nil {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Actor != "" {
+		req.Header.Set(ActorHeader, c.Actor)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("reading the answer of %s: %v", c.Endpoint, err), Err: err}
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			return cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s: %s", resp.Status, bytes.TrimSpace(data))
+		}
+		return e.toError()
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return cfgerr.Errorf(cfgerr.Internal, "", "", "malformed answer from %s: %v", c.Endpoint, err)
+	}
+	return nil
+}
+
+func (e Error) toError() error {
+	if len(e.Problems) > 1 {
+		errs := make([]error, len(e.Problems))
+		for i, p := range e.Problems {
+			errs[i] = p.toError()
+		}
+		return errors.Join(errs...)
+	}
+	return &cfgerr.Error{Code: cfgerr.Code(e.Code), Key: e.Key, Field: e.Field, Message: e.Message}
+}
+
+// ErrorOf is the wire form of err: the first coded error at the top, every
+// one in Problems when there are several.
+func ErrorOf(err error) Error {
+	all := cfgerr.All(err)
+	if len(all) == 0 {
+		return Error{}
+	}
+	out := wireError(all[0])
+	if len(all) > 1 {
+		for _, e := range all {
+			out.Problems = append(out.Problems, wireError(e))
+		}
+	}
+	return out
+}
+
+func wireError(e *cfgerr.Error) Error {
+	msg := e.Message
+	if msg == "" && e.Err != nil {
+		msg = e.Err.Error()
+	}
+	return Error{Code: string(e.Code), Message: msg, Key: e.Key, Field: e.Field}
+}
+
+func codeOfStatus(status int) cfgerr.Code {
+	for _, c := range []cfgerr.Code{cfgerr.Invalid, cfgerr.NotFound, cfgerr.Conflict, cfgerr.FailedPrecondition, cfgerr.Unavailable} {
+		if cfgerr.HTTPStatus(c) == status {
+			return c
+		}
+	}
+	return cfgerr.Internal
+}

@@ -1,0 +1,164 @@
+// Package api holds the wire types of cfgnode's HTTP API and a Go client for
+// it. The paths and JSON shapes here are a contract: other services script
+// against them, so they change only by addition.
+//
+// Every error answer has one shape, Error, with the status code given by
+// cfgerr.HTTPStatus: 400 invalid, 404 not found, 409 conflict, 412 failed
+// expect_revision, 503 unavailable.
+package api
+
+import "time"
+
+// ActorHeader names the person or system making a change, until
+// authentication lands; the audit trail records it.
+const ActorHeader = "X-Cfgcluster-Actor"
+
+// Value is a key's value with its metadata. Sensitive values are Redacted.
+type Value struct {
+	Key             string     `json:"key"`
+	Value           any        `json:"value"`
+	Type            string     `json:"type"`
+	Source          string     `json:"source"` // cluster | default
+	Revision        int64      `json:"revision,omitempty"`
+	CreateRevision  int64      `json:"create_revision,omitempty"`
+	Version         int64      `json:"version,omitempty"`
+	Actor           string     `json:"actor,omitempty"`
+	Time            *time.Time `json:"time,omitempty"`
+	Comment         string     `json:"comment,omitempty"`
+	Sensitive       bool       `json:"sensitive,omitempty"`
+	RequiresRestart bool       `json:"requires_restart,omitempty"`
+}
+
+// Redacted stands in for a sensitive value.
+const Redacted = "<redacted>"
+
+// ValueList answers GET /v1/keys?prefix=P.
+type ValueList struct {
+	Values []Value `json:"values"`
+}
+
+// SetRequest is the body of PUT /v1/keys/{key}. Give Value (typed JSON) or
+// Text (parsed by the key's type, as on the command line: "20m", "true").
+type SetRequest struct {
+	Value          any     `json:"value,omitempty"`
+	Text           *string `json:"text,omitempty"`
+	Comment        string  `json:"comment,omitempty"`
+	ExpectRevision *int64  `json:"expect_revision,omitempty"`
+}
+
+// Change is one key of a batch.
+type Change struct {
+	Key            string  `json:"key"`
+	Value          any     `json:"value,omitempty"`
+	Text           *string `json:"text,omitempty"`
+	Delete         bool    `json:"delete,omitempty"`
+	ExpectRevision *int64  `json:"expect_revision,omitempty"`
+}
+
+// ApplyRequest is the body of POST /v1/apply: all changes or none.
+type ApplyRequest struct {
+	Changes []Change `json:"changes"`
+	Comment string   `json:"comment,omitempty"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+}
+
+// WriteResult answers every write.
+type WriteResult struct {
+	Revision int64          `json:"revision,omitempty"`
+	DryRun   bool           `json:"dry_run,omitempty"`
+	Changes  []ChangeRecord `json:"changes"`
+}
+
+// ChangeRecord is one key's part of a change.
+type ChangeRecord struct {
+	Key         string `json:"key"`
+	Old         any    `json:"old,omitempty"`
+	New         any    `json:"new,omitempty"`
+	OldRevision int64  `json:"old_revision,omitempty"`
+	Deleted     bool   `json:"deleted,omitempty"`
+	Redacted    bool   `json:"redacted,omitempty"`
+}
+
+// HistoryEntry is one revision of a key.
+type HistoryEntry struct {
+	Revision int64     `json:"revision"`
+	Value    any       `json:"value,omitempty"`
+	Deleted  bool      `json:"deleted,omitempty"`
+	Redacted bool      `json:"redacted,omitempty"`
+	Actor    string    `json:"actor,omitempty"`
+	Time     time.Time `json:"time"`
+	Action   string    `json:"action,omitempty"`
+	Comment  string    `json:"comment,omitempty"`
+	Source   string    `json:"source"` // etcd | audit
+}
+
+// History answers GET /v1/keys/{key}/history, newest first.
+type History struct {
+	Key     string         `json:"key"`
+	Entries []HistoryEntry `json:"entries"`
+}
+
+// Diff answers GET /v1/keys/{key}/diff?from=R1&to=R2.
+type Diff struct {
+	Key     string `json:"key"`
+	From    int64  `json:"from"`
+	To      int64  `json:"to"`
+	Old     *Value `json:"old"` // null: no value at From
+	New     *Value `json:"new"`
+	Changed bool   `json:"changed"`
+}
+
+// RollbackRequest is the body of POST /v1/rollback: one Key, or All.
+type RollbackRequest struct {
+	Key     string `json:"key,omitempty"`
+	All     bool   `json:"all,omitempty"`
+	To      int64  `json:"to"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// Schema answers GET /v1/schema.
+type Schema struct {
+	Revision int64  `json:"revision"`
+	Document string `json:"document"`
+}
+
+// SchemaRequest is the body of PUT /v1/schema and POST /v1/schema/validate.
+type SchemaRequest struct {
+	Document string `json:"document"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// Validation answers POST /v1/schema/validate: whether the document would be
+// accepted now, against the values stored now.
+type Validation struct {
+	Valid    bool    `json:"valid"`
+	Problems []Error `json:"problems,omitempty"`
+}
+
+// AuditRecord is one change in the audit trail.
+type AuditRecord struct {
+	ID             string         `json:"id"`
+	Revision       int64          `json:"revision"`
+	Time           time.Time      `json:"time"`
+	Actor          string         `json:"actor"`
+	Action         string         `json:"action"`
+	Comment        string         `json:"comment,omitempty"`
+	Changes        []ChangeRecord `json:"changes,omitempty"`
+	SchemaChanged  bool           `json:"schema_changed,omitempty"`
+	SchemaRevision int64          `json:"schema_revision,omitempty"`
+}
+
+// AuditList answers GET /v1/audit?key=K&before=REV&limit=N, newest first.
+type AuditList struct {
+	Records []AuditRecord `json:"records"`
+}
+
+// Error is the body of every error answer. When several problems were found
+// (a batch, a schema), Problems lists each and the top level repeats the first.
+type Error struct {
+	Code     string  `json:"code"`
+	Message  string  `json:"message"`
+	Key      string  `json:"key,omitempty"`
+	Field    string  `json:"field,omitempty"`
+	Problems []Error `json:"problems,omitempty"`
+}

@@ -1,0 +1,96 @@
+// Command cfgadm administers a cfgcluster through a node's HTTP API.
+//
+// Exit codes: 0 ok, 2 invalid input, 3 not found, 4 conflict or failed
+// expectation, 5 unavailable, 1 anything else.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+
+	"github.com/urfave/cli/v2"
+
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	app := &cli.App{
+		Name:  "cfgadm",
+		Usage: "administer a cfgcluster: typed, validated, audited configuration",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "endpoint", Value: "http://127.0.0.1:7380", EnvVars: []string{"CFGADM_ENDPOINT"}, Usage: "a node's API URL"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or yaml"},
+			&cli.StringFlag{Name: "actor", Value: osUser(), EnvVars: []string{"CFGADM_ACTOR"}, Usage: "who makes the change, for the audit trail"},
+		},
+		Commands: []*cli.Command{
+			getCommand(), setCommand(), deleteCommand(), listCommand(), historyCommand(), diffCommand(),
+			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(),
+		},
+		Before: func(c *cli.Context) error {
+			switch c.String("output") {
+			case "table", "json", "yaml":
+				return nil
+			}
+			return usageError("-o must be table, json or yaml, not %q", c.String("output"))
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors once, below
+	}
+	err := app.Run(interspersed(app, args))
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "cfgadm:", err)
+	return exitCode(err)
+}
+
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+func client(c *cli.Context) *api.Client {
+	return api.NewClient(c.String("endpoint"), c.String("actor"))
+}
+
+// usageError is a mistake in the command line itself.
+func usageError(format string, args ...any) error {
+	return cfgerr.Errorf(cfgerr.Invalid, "", "usage", format, args...)
+}
+
+func exitCode(err error) int {
+	switch cfgerr.CodeOf(err) {
+	case cfgerr.Invalid:
+		return 2
+	case cfgerr.NotFound:
+		return 3
+	case cfgerr.Conflict, cfgerr.FailedPrecondition:
+		return 4
+	case cfgerr.Unavailable:
+		return 5
+	}
+	var exit cli.ExitCoder
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	if cfgerr.First(err) == nil {
+		return 2 // urfave/cli's own errors are about the command line
+	}
+	return 1
+}
+
+// args checks the number of positional arguments.
+func args(c *cli.Context, n int, names string) error {
+	if c.NArg() != n {
+		return usageError("%s takes %s (got %d arguments)", c.Command.Name, names, c.NArg())
+	}
+	return nil
+}

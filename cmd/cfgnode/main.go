@@ -1,0 +1,91 @@
+// Command cfgnode runs a cfgcluster node: an embedded etcd member and the
+// HTTP API. Every flag can also be set by the environment variable
+// CFGNODE_<FLAG> (CFGNODE_DATA_DIR for --data-dir).
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"cfgcluster/node"
+)
+
+func main() {
+	app := &cli.App{
+		Name:   "cfgnode",
+		Usage:  "run a cfgcluster node (an embedded etcd member and the HTTP API)",
+		Flags:  flags(),
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "cfgnode:", err)
+		os.Exit(1)
+	}
+}
+
+func flag(name, value, usage string) *cli.StringFlag {
+	env := "CFGNODE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	return &cli.StringFlag{Name: name, Value: value, Usage: usage, EnvVars: []string{env}}
+}
+
+func flags() []cli.Flag {
+	return []cli.Flag{
+		flag("name", "default", "member name"),
+		flag("data-dir", "./cfgnode-data", "directory of the etcd member's data"),
+		flag("listen-client-urls", "http://127.0.0.1:2379", "comma-separated URLs to serve etcd clients on"),
+		flag("listen-peer-urls", "http://127.0.0.1:2380", "comma-separated URLs to serve etcd peers on"),
+		flag("advertise-client-urls", "", "client URLs to advertise (default: --listen-client-urls)"),
+		flag("initial-advertise-peer-urls", "", "peer URLs to advertise (default: --listen-peer-urls)"),
+		flag("initial-cluster", "", "initial cluster, name=peerURL,... (default: this member alone)"),
+		flag("auto-compaction-retention", "72h", "keep etcd history for this long (periodic compaction)"),
+		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
+		flag("schema", "", "schema file to apply at first start, when none is stored"),
+		flag("prefix", "/cfgcluster/", "etcd key prefix"),
+		flag("log-level", "info", "debug, info, warn or error"),
+	}
+}
+
+func list(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func run(c *cli.Context) error {
+	var level zapcore.Level
+	if err := level.Set(c.String("log-level")); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	log, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return node.Run(ctx, node.Config{
+		Name:                    c.String("name"),
+		DataDir:                 c.String("data-dir"),
+		ListenClientURLs:        list(c.String("listen-client-urls")),
+		ListenPeerURLs:          list(c.String("listen-peer-urls")),
+		AdvertiseClientURLs:     list(c.String("advertise-client-urls")),
+		InitialAdvertisePeerURL: list(c.String("initial-advertise-peer-urls")),
+		InitialCluster:          c.String("initial-cluster"),
+		AutoCompactionRetention: c.String("auto-compaction-retention"),
+		APIAddr:                 c.String("api-addr"),
+		SchemaFile:              c.String("schema"),
+		Prefix:                  c.String("prefix"),
+		Logger:                  log,
+	})
+}
+

@@ -1,0 +1,339 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
+)
+
+// maxBody bounds a request body: a batch of values, each up to kv.MaxValueBytes.
+const maxBody = 8 << 20
+
+func (n *Node) serve() error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("--api-addr: %w", err)
+	}
+	n.ln = ln
+	n.srv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: zap.NewStdLog(n.log.Named("http"))}
+	go func() {
+		if err := n.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			n.served <- err
+		}
+	}()
+	return nil
+}
+
+func (n *Node) routes() http.Handler {
+	m := newHTTPMetrics(n.reg)
+	mux := http.NewServeMux()
+	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		mux.Handle(pattern, m.instrument(pattern, n.errorHandler(h)))
+	}
+	handle("GET /v1/keys", n.listKeys)
+	handle("GET /v1/keys/{key}", n.getKey)
+	handle("PUT /v1/keys/{key}", n.setKey)
+	handle("DELETE /v1/keys/{key}", n.deleteKey)
+	handle("GET /v1/keys/{key}/history", n.history)
+	handle("GET /v1/keys/{key}/diff", n.diff)
+	handle("POST /v1/apply", n.apply)
+	handle("POST /v1/rollback", n.rollback)
+	handle("GET /v1/schema", n.getSchema)
+	handle("PUT /v1/schema", n.putSchema)
+	handle("POST /v1/schema/validate", n.validateSchema)
+	handle("GET /v1/audit", n.audit)
+	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.WriteString(w, "ok\n")
+		return err
+	})
+	handle("GET /readyz", func(w http.ResponseWriter, r *http.Request) error {
+		if err := n.ready(r.Context()); err != nil {
+			return err
+		}
+		_, err := io.WriteString(w, "ok\n")
+		return err
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{n.reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{}))
+	mux.Handle("/", m.instrument("other", n.errorHandler(func(w http.ResponseWriter, r *http.Request) error {
+		return cfgerr.Errorf(cfgerr.NotFound, "", "path", "no route %s %s", r.Method, r.URL.Path)
+	})))
+	return mux
+}
+
+// errorHandler writes a handler's error as api.Error with its status code.
+func (n *Node) errorHandler(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		code := cfgerr.CodeOf(err)
+		if code == cfgerr.Internal {
+			n.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		}
+		writeJSON(w, cfgerr.HTTPStatus(code), api.ErrorOf(err))
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+func decode(r *http.Request, v any) error {
+	d := json.NewDecoder(r.Body)
+	d.DisallowUnknownFields()
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return cfgerr.Errorf(cfgerr.Invalid, "", "body", "request body is over %d bytes", tooBig.Limit)
+		}
+		return cfgerr.Errorf(cfgerr.Invalid, "", "body", "malformed JSON: %v", err)
+	}
+	if d.More() {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "body", "malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+func actor(r *http.Request) string {
+	if a := r.Header.Get(api.ActorHeader); a != "" {
+		return a
+	}
+	return "anonymous"
+}
+
+func intParam(r *http.Request, name string) (int64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, cfgerr.Errorf(cfgerr.Invalid, "", name, "%q is not a revision number", s)
+	}
+	return v, nil
+}
+
+func (n *Node) getKey(w http.ResponseWriter, r *http.Request) error {
+	rev, err := intParam(r, "revision")
+	if err != nil {
+		return err
+	}
+	e, err := n.store.Get(r.Context(), r.PathValue("key"), rev)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, wireValue(n.schemaOrNil(r.Context()), e))
+}
+
+func (n *Node) listKeys(w http.ResponseWriter, r *http.Request) error {
+	rev, err := intParam(r, "revision")
+	if err != nil {
+		return err
+	}
+	es, err := n.store.List(r.Context(), r.URL.Query().Get("prefix"), rev)
+	if err != nil {
+		return err
+	}
+	sch := n.schemaOrNil(r.Context())
+	out := api.ValueList{Values: make([]api.Value, 0, len(es))}
+	for _, e := range es {
+		out.Values = append(out.Values, *wireValue(sch, e))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) setKey(w http.ResponseWriter, r *http.Request) error {
+	var req api.SetRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	key := r.PathValue("key")
+	if req.Value == nil && req.Text == nil {
+		return cfgerr.Errorf(cfgerr.Invalid, key, "value", "give value (typed JSON) or text")
+	}
+	return n.write(w, r, kv.Meta{Action: kv.ActionSet, Comment: req.Comment},
+		[]kv.Write{{Key: key, Value: req.Value, Text: req.Text, ExpectRevision: req.ExpectRevision}})
+}
+
+func (n *Node) deleteKey(w http.ResponseWriter, r *http.Request) error {
+	return n.write(w, r, kv.Meta{Action: kv.ActionDelete, Comment: r.URL.Query().Get("comment")},
+		[]kv.Write{{Key: r.PathValue("key"), Delete: true}})
+}
+
+func (n *Node) apply(w http.ResponseWriter, r *http.Request) error {
+	var req api.ApplyRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if len(req.Changes) == 0 {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "changes", "the batch has no changes")
+	}
+	writes := make([]kv.Write, len(req.Changes))
+	for i, c := range req.Changes {
+		if !c.Delete && c.Value == nil && c.Text == nil {
+			return cfgerr.Errorf(cfgerr.Invalid, c.Key, "value", "give value, text or delete")
+		}
+		writes[i] = kv.Write{Key: c.Key, Value: c.Value, Text: c.Text, Delete: c.Delete, ExpectRevision: c.ExpectRevision}
+	}
+	return n.write(w, r, kv.Meta{Action: kv.ActionApply, Comment: req.Comment, DryRun: req.DryRun}, writes)
+}
+
+func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, writes []kv.Write) error {
+	meta.Actor = actor(r)
+	res, err := n.store.Apply(r.Context(), meta, writes)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, wireResult(res))
+}
+
+func (n *Node) history(w http.ResponseWriter, r *http.Request) error {
+	key := r.PathValue("key")
+	hs, err := n.store.History(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	sensitive := true // when in doubt, do not show it
+	if sch := n.schemaOrNil(r.Context()); sch != nil {
+		k, ok := sch.Lookup(key)
+		sensitive = ok && k.Sensitive
+	}
+	out := api.History{Key: key, Entries: make([]api.HistoryEntry, 0, len(hs))}
+	for _, h := range hs {
+		e := api.HistoryEntry{Revision: h.Revision, Deleted: h.Deleted, Redacted: h.Redacted || sensitive && !h.Deleted,
+			Actor: h.Actor, Time: h.Time, Action: h.Action, Comment: h.Comment, Source: h.Source}
+		if e.Redacted {
+			e.Value = api.Redacted
+		} else if h.Value != nil {
+			e.Value = encode(h.Value)
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) diff(w http.ResponseWriter, r *http.Request) error {
+	from, err := intParam(r, "from")
+	if err != nil {
+		return err
+	}
+	to, err := intParam(r, "to")
+	if err != nil {
+		return err
+	}
+	d, err := n.store.Diff(r.Context(), r.PathValue("key"), from, to)
+	if err != nil {
+		return err
+	}
+	sch := n.schemaOrNil(r.Context())
+	out := api.Diff{Key: d.Key, From: from, To: to, Changed: d.Changed}
+	if d.From != nil {
+		out.Old = wireValue(sch, d.From)
+	}
+	if d.To != nil {
+		out.New = wireValue(sch, d.To)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) rollback(w http.ResponseWriter, r *http.Request) error {
+	var req api.RollbackRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	meta := kv.Meta{Actor: actor(r), Comment: req.Comment}
+	var (
+		res *kv.Result
+		err error
+	)
+	switch {
+	case req.All == (req.Key != ""):
+		return cfgerr.Errorf(cfgerr.Invalid, req.Key, "key", "give either a key or all")
+	case req.All:
+		res, err = n.store.RollbackAll(r.Context(), meta, req.To)
+	default:
+		res, err = n.store.Rollback(r.Context(), meta, req.Key, req.To)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, wireResult(res))
+}
+
+func (n *Node) getSchema(w http.ResponseWriter, r *http.Request) error {
+	_, doc, rev, err := n.store.Schema(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.Schema{Revision: rev, Document: string(doc)})
+}
+
+func (n *Node) putSchema(w http.ResponseWriter, r *http.Request) error {
+	var req api.SchemaRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	res, err := n.store.SetSchema(r.Context(), kv.Meta{Actor: actor(r), Comment: req.Comment}, []byte(req.Document))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, wireResult(res))
+}
+
+func (n *Node) validateSchema(w http.ResponseWriter, r *http.Request) error {
+	var req api.SchemaRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	_, err := n.store.SetSchema(r.Context(), kv.Meta{Actor: actor(r), DryRun: true}, []byte(req.Document))
+	if err != nil && cfgerr.CodeOf(err) != cfgerr.Invalid {
+		return err
+	}
+	out := api.Validation{Valid: err == nil}
+	for _, e := range cfgerr.All(err) {
+		out.Problems = append(out.Problems, api.ErrorOf(e))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) audit(w http.ResponseWriter, r *http.Request) error {
+	before, err := intParam(r, "before")
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		return err
+	}
+	recs, err := n.store.Audit(r.Context(), kv.AuditQuery{Key: r.URL.Query().Get("key"), Before: before, Limit: int(limit)})
+	if err != nil {
+		return err
+	}
+	out := api.AuditList{Records: make([]api.AuditRecord, 0, len(recs))}
+	for _, rec := range recs {
+		out.Records = append(out.Records, api.AuditRecord{ID: rec.ID, Revision: rec.Revision, Time: rec.Time,
+			Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment, Changes: wireChanges(rec.Changes),
+			SchemaChanged: rec.SchemaChanged, SchemaRevision: rec.SchemaRevision})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,207 @@
+// Package node is the cfgnode daemon: an embedded etcd member (or a client of
+// an external etcd cluster), the store on it, and the HTTP API.
+//
+// Start brings a node up and returns once it serves; Close stops it: requests
+// in flight finish, then etcd closes cleanly. Run does both around a context,
+// for main.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
+)
+
+// Config configures a node. Names follow etcd's flags where they mean the same.
+type Config struct {
+	Name                    string   // member name (default "default")
+	DataDir                 string   // etcd data (default ./cfgnode-data)
+	ListenClientURLs        []string // default http://127.0.0.1:2379
+	ListenPeerURLs          []string // default http://127.0.0.1:2380
+	AdvertiseClientURLs     []string // default: ListenClientURLs
+	InitialAdvertisePeerURL []string // default: ListenPeerURLs
+	InitialCluster          string   // default: this member alone
+	AutoCompactionRetention string   // etcd periodic compaction window (default 72h)
+	QuotaBackendBytes       int64    // etcd backend quota (0: etcd's 2 GiB)
+
+	APIAddr    string // HTTP API listen address (default 127.0.0.1:7380)
+	SchemaFile string // a schema to apply at first start, when none is stored
+	Prefix     string // etcd key prefix (default kv.DefaultPrefix)
+
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defs := func(s *[]string, v []string) {
+		if len(*s) == 0 {
+			*s = v
+		}
+	}
+	def(&c.Name, "default")
+	def(&c.DataDir, "./cfgnode-data")
+	defs(&c.ListenClientURLs, []string{"http://127.0.0.1:2379"})
+	defs(&c.ListenPeerURLs, []string{"http://127.0.0.1:2380"})
+	defs(&c.AdvertiseClientURLs, c.ListenClientURLs)
+	defs(&c.InitialAdvertisePeerURL, c.ListenPeerURLs)
+	def(&c.AutoCompactionRetention, "72h")
+	def(&c.APIAddr, "127.0.0.1:7380")
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Node is a running cfgnode.
+type Node struct {
+	cfg     Config
+	log     *zap.Logger
+	etcd    *embed.Etcd
+	client  *clientv3.Client
+	store   *kv.Store
+	reg     *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
+	ln      net.Listener
+	srv     *http.Server
+	served  chan error
+	closing sync.Once
+	closed  error
+}
+
+// Start starts the embedded etcd member, waits for it to be ready, applies
+// the schema file if no schema is stored yet, and starts serving the API.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), served: make(chan error, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	if err := n.startEtcd(ctx); err != nil {
+		return nil, err
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   n.etcd.Server.Cluster().ClientURLs(),
+		DialTimeout: 5 * time.Second,
+		Logger:      n.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		Context:     context.WithoutCancel(ctx),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	n.client = c
+	n.store = kv.New(c, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)))
+	if err := n.loadSchemaFile(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.serve(); err != nil {
+		return nil, err
+	}
+	ok = true
+	n.log.Info("cfgnode ready", zap.String("name", cfg.Name), zap.String("api", n.APIURL()),
+		zap.Strings("etcd", n.etcd.Server.Cluster().ClientURLs()))
+	return n, nil
+}
+
+// Run starts a node and serves until ctx is done, then closes it.
+func Run(ctx context.Context, cfg Config) error {
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		n.log.Info("shutting down")
+	case err = <-n.served:
+		n.log.Error("API server failed", zap.Error(err))
+	case err = <-n.etcd.Err():
+		n.log.Error("etcd failed", zap.Error(err))
+	}
+	return errors.Join(err, n.Close())
+}
+
+// APIURL is the base URL of the node's HTTP API.
+func (n *Node) APIURL() string { return "http://" + n.ln.Addr().String() }
+
+// ClientURLs are the etcd client URLs of the node's member.
+func (n *Node) ClientURLs() []string { return n.etcd.Server.Cluster().ClientURLs() }
+
+// Store is the node's store.
+func (n *Node) Store() *kv.Store { return n.store }
+
+// Close stops serving (requests in flight get up to 10 s to finish), then
+// closes the etcd client and member. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closing.Do(func() {
+		var errs []error
+		if n.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			errs = append(errs, n.srv.Shutdown(ctx))
+			cancel()
+		}
+		if n.client != nil {
+			errs = append(errs, n.client.Close())
+		}
+		if n.etcd != nil {
+			n.etcd.Close()
+		}
+		n.closed = errors.Join(errs...)
+	})
+	return n.closed
+}
+
+func (n *Node) loadSchemaFile(ctx context.Context) error {
+	if n.cfg.SchemaFile == "" {
+		return nil
+	}
+	_, _, rev, err := n.store.Schema(ctx)
+	if err != nil {
+		return err
+	}
+	if rev != 0 {
+		n.log.Info("a schema is stored already; --schema is used only at first start", zap.Int64("schema_revision", rev))
+		return nil
+	}
+	doc, err := os.ReadFile(n.cfg.SchemaFile)
+	if err != nil {
+		return fmt.Errorf("--schema: %w", err)
+	}
+	if _, err := n.store.SetSchema(ctx, kv.Meta{Actor: "cfgnode:" + n.cfg.Name, Comment: "--schema " + n.cfg.SchemaFile}, doc); err != nil {
+		return fmt.Errorf("--schema %s: %w", n.cfg.SchemaFile, err)
+	}
+	return nil
+}
+
+// ready reports why the node cannot serve yet, or nil.
+func (n *Node) ready(ctx context.Context) error {
+	select {
+	case <-n.etcd.Server.ReadyNotify():
+	default:
+		return cfgerr.Errorf(cfgerr.Unavailable, "", "", "etcd is not ready")
+	}
+	_, _, rev, err := n.store.Schema(ctx)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		return cfgerr.Errorf(cfgerr.Unavailable, "", "schema", "no schema is loaded: apply one with cfgadm schema apply -f FILE")
+	}
+	return nil
+}

@@ -1,0 +1,289 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
+	"cfgcluster/etcdtest"
+	"cfgcluster/node"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+	)
+}
+
+func startNode(t *testing.T, schemaFile string) (*node.Node, *api.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.Start(ctx, node.Config{
+		DataDir:          t.TempDir(),
+		ListenClientURLs: []string{"http://" + etcdtest.FreeAddr(t)},
+		ListenPeerURLs:   []string{"http://" + etcdtest.FreeAddr(t)},
+		APIAddr:          "127.0.0.1:0",
+		SchemaFile:       schemaFile,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return n, api.NewClient(n.APIURL(), "tester")
+}
+
+func bg(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func str(s string) *string { return &s }
+
+func TestAPIRoundTrip(t *testing.T) {
+	_, c := startNode(t, "../examples/schema.yaml")
+	ctx := bg(t)
+	v, err := c.Get(ctx, "session.idle_timeout", 0)
+	if err != nil || v.Value != "15m0s" || v.Source != "default" {
+		t.Fatalf("get default: %+v %v", v, err)
+	}
+	r1, err := c.Set(ctx, "session.idle_timeout", api.SetRequest{Text: str("20m"), Comment: "longer"})
+	if err != nil || r1.Revision == 0 || r1.Changes[0].New != "20m0s" {
+		t.Fatalf("set: %+v %v", r1, err)
+	}
+	// A typed JSON value works as well as text.
+	if _, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Value: 32}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = c.Get(ctx, "session.idle_timeout", 0)
+	if v.Value != "20m0s" || v.Actor != "tester" || v.Comment != "longer" || v.Revision != r1.Revision {
+		t.Fatalf("get: %+v", v)
+	}
+	l, err := c.List(ctx, "taskqueue.", 0)
+	if err != nil || len(l.Values) != 2 || l.Values[0].Value != float64(32) {
+		t.Fatalf("list: %+v %v", l, err)
+	}
+	r2, err := c.Apply(ctx, api.ApplyRequest{Changes: []api.Change{
+		{Key: "session.absolute_timeout", Text: str("10h")}, {Key: "session.idle_timeout", Value: "9h"},
+	}, Comment: "batch"})
+	if err != nil || len(r2.Changes) != 2 {
+		t.Fatalf("apply: %+v %v", r2, err)
+	}
+	h, err := c.History(ctx, "session.idle_timeout")
+	if err != nil || len(h.Entries) != 2 || h.Entries[0].Value != "9h0m0s" || h.Entries[0].Action != "apply" {
+		t.Fatalf("history: %+v %v", h, err)
+	}
+	d, err := c.Diff(ctx, "session.idle_timeout", r1.Revision, 0)
+	if err != nil || !d.Changed || d.Old.Value != "20m0s" || d.New.Value != "9h0m0s" {
+		t.Fatalf("diff: %+v %v", d, err)
+	}
+	rb, err := c.Rollback(ctx, api.RollbackRequest{Key: "session.idle_timeout", To: r1.Revision})
+	if err != nil || rb.Changes[0].New != "20m0s" {
+		t.Fatalf("rollback: %+v %v", rb, err)
+	}
+	if _, err := c.Rollback(ctx, api.RollbackRequest{All: true, To: r1.Revision}); err != nil {
+		t.Fatalf("rollback all: %v", err)
+	}
+	if v, _ := c.Get(ctx, "taskqueue.max_workers", 0); v.Source != "default" {
+		t.Fatalf("rollback all left %+v", v)
+	}
+	if _, err := c.Delete(ctx, "session.idle_timeout", "back to default"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Audit(ctx, "session.idle_timeout", 0, 0)
+	if err != nil || len(a.Records) != 4 || a.Records[0].Action != "delete" || a.Records[0].Comment != "back to default" {
+		t.Fatalf("audit: %+v %v", a, err)
+	}
+	// Sensitive values never leave the API.
+	if _, err := c.Set(ctx, "db.password", api.SetRequest{Text: str("hunter2")}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(ctx, "db.password", 0); v.Value != api.Redacted || !v.Sensitive {
+		t.Fatalf("sensitive: %+v", v)
+	}
+	h, _ = c.History(ctx, "db.password")
+	if h.Entries[0].Value != api.Redacted {
+		t.Fatalf("sensitive history: %+v", h)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	n, c := startNode(t, "../examples/schema.yaml")
+	ctx := bg(t)
+	if _, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Text: str("8")}); err != nil {
+		t.Fatal(err)
+	}
+	stale := int64(1)
+	cases := []struct {
+		name   string
+		call   func() error
+		code   cfgerr.Code
+		key    string
+		phrase string
+	}{
+		{"wrong type", func() error {
+			_, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Value: "many"})
+			return err
+		}, cfgerr.Invalid, "taskqueue.max_workers", "an int is required"},
+		{"out of range", func() error {
+			_, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Text: str("0")})
+			return err
+		}, cfgerr.Invalid, "taskqueue.max_workers", "below the minimum 1"},
+		{"enum miss", func() error {
+			_, err := c.Set(ctx, "log.level", api.SetRequest{Text: str("loud")})
+			return err
+		}, cfgerr.Invalid, "log.level", "not one of"},
+		{"pattern miss", func() error {
+			_, err := c.Set(ctx, "alerts.channels", api.SetRequest{Text: str("fax")})
+			return err
+		}, cfgerr.Invalid, "alerts.channels", "does not match pattern"},
+		{"unknown key", func() error {
+			_, err := c.Set(ctx, "no.such", api.SetRequest{Text: str("1")})
+			return err
+		}, cfgerr.Invalid, "no.such", "not in the schema"},
+		{"broken rule", func() error {
+			_, err := c.Set(ctx, "session.idle_timeout", api.SetRequest{Text: str("9h")})
+			return err
+		}, cfgerr.Invalid, "session.idle_timeout", "must not exceed"},
+		{"bad key name", func() error {
+			_, err := c.Set(ctx, "Bad$Key", api.SetRequest{Text: str("1")})
+			return err
+		}, cfgerr.Invalid, "Bad$Key", "not allowed"},
+		{"over 1 MiB", func() error {
+			_, err := c.Set(ctx, "billing.limits", api.SetRequest{Value: map[string]any{"x": strings.Repeat("y", 1<<20)}})
+			return err
+		}, cfgerr.Invalid, "billing.limits", "over the 1048576-byte limit"},
+		{"expect_revision", func() error {
+			_, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Text: str("9"), ExpectRevision: &stale})
+			return err
+		}, cfgerr.FailedPrecondition, "taskqueue.max_workers", "expected revision 1"},
+		{"not found", func() error {
+			_, err := c.Get(ctx, "db.password", 0)
+			return err
+		}, cfgerr.NotFound, "db.password", "no value and no default"},
+		{"bad revision", func() error {
+			_, err := c.Get(ctx, "log.level", 1<<40)
+			return err
+		}, cfgerr.NotFound, "", "future"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			e := cfgerr.First(err)
+			if e == nil || e.Code != tc.code || e.Key != tc.key || !strings.Contains(e.Message, tc.phrase) {
+				t.Fatalf("err = %v (%s); want %s for key %q with %q", err, cfgerr.CodeOf(err), tc.code, tc.key, tc.phrase)
+			}
+		})
+	}
+	// Malformed bodies get one JSON error shape with status 400.
+	for _, body := range []string{`{"value": `, `{"valu": 1}`, `{"value": 1} {}`, `[]`} {
+		req, _ := http.NewRequest(http.MethodPut, n.APIURL()+"/v1/keys/log.level", strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !bytes.Contains(data, []byte(`"code":"invalid"`)) || !bytes.Contains(data, []byte(`"field":"body"`)) {
+			t.Errorf("body %q: %d %s", body, resp.StatusCode, data)
+		}
+	}
+	// A batch names every bad key.
+	_, err := c.Apply(ctx, api.ApplyRequest{Changes: []api.Change{
+		{Key: "log.level", Text: str("loud")}, {Key: "taskqueue.max_workers", Text: str("-1")},
+	}})
+	if all := cfgerr.All(err); len(all) != 2 || all[0].Key != "log.level" || all[1].Key != "taskqueue.max_workers" {
+		t.Fatalf("batch errors: %v", err)
+	}
+	// Nothing was written by any of it, and the node still serves.
+	a, err := c.Audit(ctx, "", 0, 0)
+	if err != nil || len(a.Records) != 2 {
+		t.Fatalf("audit after bad input: %d records, %v", len(a.Records), err)
+	}
+	// Metrics count requests by route and code, and validation failures.
+	resp, err := http.Get(n.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`cfgcluster_http_requests_total{code="400",route="PUT /v1/keys/{key}"}`,
+		`cfgcluster_kv_validation_failures_total{reason="rule"} 1`,
+		`cfgcluster_kv_writes_total{action="set",outcome="invalid"}`,
+		`etcd_server_has_leader 1`,
+	} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(data, "cfgcluster_"))
+		}
+	}
+}
+
+func TestSchemaRoutesAndReadiness(t *testing.T) {
+	n, c := startNode(t, "")
+	ctx := bg(t)
+	get := func(path string) int {
+		resp, err := http.Get(n.APIURL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if get("/healthz") != 200 || get("/readyz") != 503 {
+		t.Fatal("without a schema: healthy but not ready")
+	}
+	doc, _ := os.ReadFile("../examples/schema.yaml")
+	v, err := c.ValidateSchema(ctx, api.SchemaRequest{Document: "keys: {a: {type: nope}}\nrules: [{name: r, expr: 'b > 1'}]"})
+	if err != nil || v.Valid || len(v.Problems) != 1 || v.Problems[0].Key != "a" {
+		t.Fatalf("validate: %+v %v", v, err)
+	}
+	if v, err := c.ValidateSchema(ctx, api.SchemaRequest{Document: string(doc)}); err != nil || !v.Valid {
+		t.Fatalf("validate good: %+v %v", v, err)
+	}
+	if _, err := c.ApplySchema(ctx, api.SchemaRequest{Document: string(doc), Comment: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if get("/readyz") != 200 {
+		t.Fatal("not ready with a schema")
+	}
+	s, err := c.Schema(ctx)
+	if err != nil || s.Document != string(doc) || s.Revision == 0 {
+		t.Fatalf("schema: %v", err)
+	}
+	if _, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Text: str("200")}); err != nil {
+		t.Fatal(err)
+	}
+	narrower := strings.Replace(string(doc), "max: 256", "max: 100", 1)
+	_, err = c.ApplySchema(ctx, api.SchemaRequest{Document: narrower})
+	if e := cfgerr.First(err); e == nil || e.Key != "taskqueue.max_workers" || !strings.Contains(e.Message, "above the maximum 100") {
+		t.Fatalf("narrowing schema: %v", err)
+	}
+	if get("/v1/nope") != 404 {
+		t.Fatal("unknown route")
+	}
+}
+
+func grep(data []byte, sub string) string {
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
