@@ -187,16 +187,17 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 	}
 }
 
-// Many writers race on two keys joined by a rule. After every interleaving
-// the rule holds at every revision, and every acknowledged write is in
-// etcd's history at the revision it was acknowledged with.
+// Many writers, through two stores (two nodes), race on two keys joined by a
+// rule. After every interleaving the rule holds at every revision, and every
+// acknowledged write is in etcd's history at the revision it was
+// acknowledged with.
 func TestRuleHoldsUnderRacingWriters(t *testing.T) {
 	s, c := newStore(t)
+	stores := []*kv.Store{s, kv.New(c)}
 	type ack struct {
 		key  string
-		val  time.Duration
-		rev  int64
-		with time.Duration // the other key's value in the same batch, or 0
+		val time.Duration
+		rev int64
 	}
 	var (
 		mu        sync.Mutex
@@ -215,7 +216,7 @@ func TestRuleHoldsUnderRacingWriters(t *testing.T) {
 					key = "session.absolute_timeout"
 				}
 				v := time.Duration(1+(w*7+i*5)%12) * time.Hour
-				r, err := s.Apply(context.Background(), kv.Meta{Actor: fmt.Sprint("w", w), Action: kv.ActionSet},
+				r, err := stores[w%2].Apply(context.Background(), kv.Meta{Actor: fmt.Sprint("w", w), Action: kv.ActionSet},
 					[]kv.Write{{Key: key, Value: v.String()}})
 				switch cfgerr.CodeOf(err) {
 				case "":
@@ -264,7 +265,6 @@ func TestRuleHoldsUnderRacingWriters(t *testing.T) {
 	if got := len(recs) - 1; got != len(acks) { // one record is the schema
 		t.Fatalf("%d audit records for %d acknowledged writes", got, len(acks))
 	}
-	_ = c
 }
 
 func TestHistoryDiffRollback(t *testing.T) {
@@ -425,5 +425,46 @@ func TestAuditRecordsEveryChange(t *testing.T) {
 	older, _ := s.Audit(ctx(t), kv.AuditQuery{Before: recs[1].Revision})
 	if len(older) != 1 || !older[0].SchemaChanged {
 		t.Fatalf("audit before: %+v", older)
+	}
+}
+
+// Two stores on one etcd stand for two nodes. Each caches what its changes
+// read; a change made through the other store must never be missed: the
+// commit's compares catch the stale cache and the retry sees the truth.
+func TestStaleCacheAcrossNodes(t *testing.T) {
+	a, c := newStore(t)
+	b := kv.New(c)
+	set(t, a, "session.absolute_timeout", "8h")
+	set(t, a, "session.idle_timeout", "1h") // a now caches absolute=8h
+	set(t, b, "session.absolute_timeout", "2h")
+	_, err := a.Apply(ctx(t), kv.Meta{Action: kv.ActionSet}, []kv.Write{{Key: "session.idle_timeout", Text: text("3h")}})
+	if e := cfgerr.First(err); e == nil || e.Field != "rule idle-within-absolute" {
+		t.Fatalf("a stale cache let a rule break: %v", err)
+	}
+	// expect_revision sees the other node's write too.
+	r := set(t, b, "log.level", "warn")
+	stale := r.Revision - 1
+	if _, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Text: text("debug"), ExpectRevision: &r.Revision}}); err != nil {
+		t.Fatalf("expect_revision of a write made elsewhere: %v", err)
+	}
+	if _, err := b.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Text: text("error"), ExpectRevision: &stale}}); cfgerr.CodeOf(err) != cfgerr.FailedPrecondition {
+		t.Fatalf("stale expect_revision: %v", err)
+	}
+	// A delete made elsewhere is seen: a's cache still holds the value.
+	if _, err := b.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Delete: true}}); cfgerr.CodeOf(err) != cfgerr.NotFound {
+		t.Fatalf("delete of a value deleted elsewhere: %v", err)
+	}
+	// A schema change made elsewhere is seen.
+	if _, err := b.SetSchema(ctx(t), kv.Meta{}, []byte("keys:\n  session.idle_timeout: {type: duration, max: 2h}\n  session.absolute_timeout: {type: duration}\n  taskqueue.max_workers: {type: int}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Text: text("warn")}}); cfgerr.CodeOf(err) != cfgerr.Invalid {
+		t.Fatalf("write to a key the new schema dropped: %v", err)
+	}
+	if _, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "session.idle_timeout", Text: text("3h")}}); err == nil || !strings.Contains(err.Error(), "above the maximum 2h") {
+		t.Fatalf("write against the new schema's range: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,24 @@ type Store struct {
 	now        func() time.Time
 
 	schema atomic.Pointer[loadedSchema]
+
+	// seen caches the last known state of the keys changes read and wrote
+	// (etcd key → kv; ModRevision 0 for an absent key). A change reads from
+	// it without a round trip; the commit's compares catch anything stale,
+	// and a failed commit's Else branch brings the fresh state back in the
+	// same round trip, as etcd's STM and leasing cache do.
+	mu     sync.Mutex
+	seen   map[string]seenKV
+	warmed bool // the schema has been read once: its compare guards it since
 }
+
+type seenKV struct {
+	kv *mvccpb.KeyValue
+	at int64 // the store revision at which kv was observed
+}
+
+// maxSeen bounds the seen cache; past it the cache starts over.
+const maxSeen = 100_000
 
 type loadedSchema struct {
 	rev    int64 // mod revision of the schema key; 0 when there is none
@@ -60,7 +78,8 @@ func WithMaxRetries(n int) Option { return func(s *Store) { s.maxRetries = n } }
 
 // New returns a Store over an etcd KV (a client, or a namespace.NewKV wrapper).
 func New(kv clientv3.KV, opts ...Option) *Store {
-	s := &Store{kv: kv, layout: NewLayout(""), log: zap.NewNop(), maxRetries: DefaultMaxRetries, now: time.Now}
+	s := &Store{kv: kv, layout: NewLayout(""), log: zap.NewNop(), maxRetries: DefaultMaxRetries, now: time.Now,
+		seen: map[string]seenKV{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -108,9 +127,8 @@ type Tx struct {
 	ctx    context.Context
 	s      *Store
 	loaded *loadedSchema
-	rev    int64
-	reads  map[string]*mvccpb.KeyValue // etcd key → kv at rev; nil value: absent
-	listed bool
+	reads  map[string]*mvccpb.KeyValue // etcd key → kv as read; ModRevision 0: absent
+	listed int64                       // the revision List read at; 0: List was not called
 	writes map[string]*pending
 	order  []string
 	doc    []byte         // a new schema document, if the change sets one
@@ -190,9 +208,10 @@ func firstKey(keys []string) string {
 	return ""
 }
 
-// begin reads the schema and the prefetched keys at one revision with a
-// serializable read: the nearest member answers, and a stale answer only
-// makes the commit's compares fail and the change retry.
+// begin starts a transaction. It takes what it needs from the seen cache
+// and reads the rest (the schema, the first time) in one serializable read:
+// the nearest member answers. Nothing read is trusted: the commit compares
+// every read's mod revision, so a stale read only makes it fail and retry.
 func (s *Store) begin(ctx context.Context, prefetch []string) (*Tx, error) {
 	cur := s.schema.Load()
 	keys := prefetch
@@ -202,23 +221,60 @@ func (s *Store) begin(ctx context.Context, prefetch []string) (*Tx, error) {
 			keys = append(keys, r.Keys...)
 		}
 	}
-	ops := []clientv3.Op{clientv3.OpGet(s.layout.SchemaKey(), clientv3.WithSerializable())}
+	tx := &Tx{ctx: ctx, s: s, loaded: cur, reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*pending{}}
+	var missing []string
+	s.mu.Lock()
+	warmed := s.warmed
 	for _, k := range keys {
-		ops = append(ops, clientv3.OpGet(s.layout.ValueKey(k), clientv3.WithSerializable()))
+		ek := s.layout.ValueKey(k)
+		if sk, ok := s.seen[ek]; ok {
+			tx.reads[ek] = sk.kv
+		} else if _, dup := tx.reads[ek]; !dup {
+			tx.reads[ek] = nil
+			missing = append(missing, ek)
+		}
+	}
+	s.mu.Unlock()
+	if warmed && len(missing) == 0 {
+		return tx, nil
+	}
+	ops := []clientv3.Op{clientv3.OpGet(s.layout.SchemaKey(), clientv3.WithSerializable())}
+	for _, ek := range missing {
+		ops = append(ops, clientv3.OpGet(ek, clientv3.WithSerializable()))
 	}
 	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, etcdError(err)
 	}
-	tx := &Tx{ctx: ctx, s: s, rev: resp.Header.Revision, reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*pending{}}
-	tx.loaded, err = s.loadSchema(resp.Responses[0].GetResponseRange().Kvs)
-	if err != nil {
+	if tx.loaded, err = s.loadSchema(resp.Responses[0].GetResponseRange().Kvs); err != nil {
 		return nil, err
 	}
-	for i, k := range keys {
-		tx.reads[s.layout.ValueKey(k)] = first(resp.Responses[i+1].GetResponseRange().Kvs)
+	for i, ek := range missing {
+		tx.reads[ek] = s.remember(ek, resp.Responses[i+1].GetResponseRange().Kvs, resp.Header.Revision)
 	}
+	s.mu.Lock()
+	s.warmed = true
+	s.mu.Unlock()
 	return tx, nil
+}
+
+// remember records what a read at revision at found for an etcd key, unless
+// a later observation is recorded already, and returns it (an absent key as
+// a kv with ModRevision 0).
+func (s *Store) remember(ek string, kvs []*mvccpb.KeyValue, at int64) *mvccpb.KeyValue {
+	kv := first(kvs)
+	if kv == nil {
+		kv = &mvccpb.KeyValue{Key: []byte(ek)}
+	}
+	s.mu.Lock()
+	if len(s.seen) >= maxSeen {
+		s.seen = map[string]seenKV{}
+	}
+	if old, ok := s.seen[ek]; !ok || old.at <= at {
+		s.seen[ek] = seenKV{kv: kv, at: at}
+	}
+	s.mu.Unlock()
+	return kv
 }
 
 // loadSchema parses the stored schema if it changed since the last load.
@@ -263,9 +319,6 @@ func (tx *Tx) Schema() *schema.Schema {
 	return tx.loaded.schema
 }
 
-// Revision is the revision the transaction reads at.
-func (tx *Tx) Revision() int64 { return tx.rev }
-
 // Get returns the key's stored entry as of the transaction's revision, with
 // the transaction's own writes applied; nil if the key has no value.
 func (tx *Tx) Get(key string) (*Entry, error) {
@@ -276,37 +329,43 @@ func (tx *Tx) Get(key string) (*Entry, error) {
 		return &Entry{Key: key, Value: p.value, Type: p.key.Type, Source: SourceCluster}, nil
 	}
 	kv, err := tx.read(key)
-	if err != nil || kv == nil {
+	if err != nil || kv.ModRevision == 0 {
 		return nil, err
 	}
 	return decodeEntry(tx.loaded.schema, key, kv)
 }
 
+// read returns the key's kv as the transaction sees it (ModRevision 0:
+// absent), reading it if the transaction has not yet.
 func (tx *Tx) read(key string) (*mvccpb.KeyValue, error) {
 	ek := tx.s.layout.ValueKey(key)
 	if kv, ok := tx.reads[ek]; ok {
 		return kv, nil
 	}
-	if tx.listed {
-		return nil, nil // List read every stored key: this one has no value
+	if tx.listed != 0 {
+		return &mvccpb.KeyValue{Key: []byte(ek)}, nil // List read every stored key: this one has none
 	}
-	resp, err := tx.s.kv.Get(tx.ctx, ek, clientv3.WithRev(tx.rev), clientv3.WithSerializable())
+	resp, err := tx.s.kv.Get(tx.ctx, ek, clientv3.WithSerializable())
 	if err != nil {
 		return nil, etcdError(err)
 	}
-	kv := first(resp.Kvs)
+	kv := tx.s.remember(ek, resp.Kvs, resp.Header.Revision)
 	tx.reads[ek] = kv
 	return kv, nil
 }
 
-// List returns every stored entry as of the transaction's revision, sorted
-// by key (the transaction's own writes are not applied). The commit is then
-// guarded against any value created, changed or deleted since.
+// List returns every stored entry, sorted by key (the transaction's own
+// writes are not applied). The commit is then guarded against any value
+// created, changed or deleted since.
 func (tx *Tx) List() ([]*Entry, error) {
-	resp, err := tx.s.kv.Get(tx.ctx, tx.s.layout.ValuesPrefix(), clientv3.WithPrefix(),
-		clientv3.WithRev(tx.rev), clientv3.WithSerializable())
+	resp, err := tx.s.kv.Get(tx.ctx, tx.s.layout.ValuesPrefix(), clientv3.WithPrefix(), clientv3.WithSerializable())
 	if err != nil {
 		return nil, etcdError(err)
+	}
+	for ek, kv := range tx.reads {
+		if kv.ModRevision != 0 && kv.ModRevision <= resp.Header.Revision {
+			delete(tx.reads, ek) // superseded by the listing; kept only if newer
+		}
 	}
 	out := make([]*Entry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -318,7 +377,7 @@ func (tx *Tx) List() ([]*Entry, error) {
 		}
 		out = append(out, e)
 	}
-	tx.listed = true
+	tx.listed = resp.Header.Revision
 	return out, nil
 }
 
@@ -337,11 +396,7 @@ func (tx *Tx) Put(w Write) error {
 		if err != nil {
 			return err
 		}
-		var have int64
-		if kv != nil {
-			have = kv.ModRevision
-		}
-		if have != *w.ExpectRevision {
+		if have := kv.ModRevision; have != *w.ExpectRevision {
 			return cfgerr.Errorf(cfgerr.FailedPrecondition, w.Key, "expect_revision", "expected revision %d, the key is at revision %d", *w.ExpectRevision, have)
 		}
 	}
@@ -351,7 +406,7 @@ func (tx *Tx) Put(w Write) error {
 		if err != nil {
 			return err
 		}
-		if kv == nil {
+		if kv.ModRevision == 0 {
 			return cfgerr.Errorf(cfgerr.NotFound, w.Key, "", "the key has no value to delete")
 		}
 	} else {
@@ -477,7 +532,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 			return nil, false, err
 		}
 		c := Change{Key: key, New: redact(p.key, p.value), Deleted: p.value == nil, Redacted: p.key.Sensitive}
-		if old != nil {
+		if old.ModRevision != 0 {
 			prev, err := decodeEntry(tx.loaded.schema, key, old)
 			if err != nil {
 				return nil, false, err
@@ -505,35 +560,63 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	audit, _ := json.Marshal(rec)
 	ops = append(ops, clientv3.OpPut(tx.s.layout.newAuditKey(now), string(audit)))
 
+	// If every read is still current, write; else read back what changed,
+	// in the same round trip, for the retry.
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(tx.s.layout.SchemaKey()), "=", tx.loaded.rev)}
+	elses := []clientv3.Op{clientv3.OpGet(tx.s.layout.SchemaKey())}
 	keys := make([]string, 0, len(tx.reads))
 	for k := range tx.reads {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		var rev int64
-		if kv := tx.reads[k]; kv != nil {
-			rev = kv.ModRevision
-		}
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", tx.reads[k].ModRevision))
+		elses = append(elses, clientv3.OpGet(k))
 	}
-	if tx.listed {
+	if tx.listed != 0 {
 		// No value created or changed since the listing (deletions are
 		// caught by the per-key compares above).
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(tx.s.layout.ValuesPrefix()), "<", tx.rev+1).WithPrefix())
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(tx.s.layout.ValuesPrefix()), "<", tx.listed+1).WithPrefix())
 	}
-	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Commit()
+	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
+		tx.s.forget(keys)
 		return nil, false, etcdError(err)
 	}
 	if !resp.Succeeded {
+		if _, err := tx.s.loadSchema(resp.Responses[0].GetResponseRange().Kvs); err != nil {
+			return nil, false, err
+		}
+		for i, k := range keys {
+			tx.s.remember(k, resp.Responses[i+1].GetResponseRange().Kvs, resp.Header.Revision)
+		}
 		return nil, false, nil
 	}
-	if tx.newSch != nil {
-		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: resp.Header.Revision, Value: tx.doc}})
+	rev := resp.Header.Revision
+	for i, key := range tx.order {
+		ek := tx.s.layout.ValueKey(key)
+		kv := &mvccpb.KeyValue{Key: []byte(ek)}
+		if put := ops[i].ValueBytes(); put != nil && !ops[i].IsDelete() {
+			kv = &mvccpb.KeyValue{Key: []byte(ek), Value: put, ModRevision: rev, CreateRevision: rev, Version: 1}
+			if old := tx.reads[ek]; old != nil && old.ModRevision != 0 {
+				kv.CreateRevision, kv.Version = old.CreateRevision, old.Version+1
+			}
+		}
+		tx.s.remember(ek, []*mvccpb.KeyValue{kv}, rev)
 	}
-	return &Result{Revision: resp.Header.Revision, Changes: rec.Changes}, true, nil
+	if tx.newSch != nil {
+		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: rev, Value: tx.doc}})
+	}
+	return &Result{Revision: rev, Changes: rec.Changes}, true, nil
+}
+
+// forget drops keys from the seen cache, after a commit whose outcome is unknown.
+func (s *Store) forget(keys []string) {
+	s.mu.Lock()
+	for _, k := range keys {
+		delete(s.seen, k)
+	}
+	s.mu.Unlock()
 }
 
 // etcdError turns an etcd client error into a coded one.

@@ -52,7 +52,10 @@ func (n *Node) startEtcd(ctx context.Context) error {
 	ec.MaxRequestBytes = 8 << 20
 	ec.MaxTxnOps = 4096
 	ec.Logger = "zap"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(n.log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	// etcd logs its listeners' "use of closed network connection" as errors
+	// on every clean Close: Close raises this level to silence them.
+	n.etcdLevel = zap.NewAtomicLevelAt(zap.WarnLevel)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(n.log.Named("etcd").WithOptions(zap.IncreaseLevel(n.etcdLevel)))
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)

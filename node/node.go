@@ -70,17 +70,18 @@ func (c *Config) setDefaults() {
 
 // Node is a running cfgnode.
 type Node struct {
-	cfg     Config
-	log     *zap.Logger
-	etcd    *embed.Etcd
-	client  *clientv3.Client
-	store   *kv.Store
-	reg     *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
-	ln      net.Listener
-	srv     *http.Server
-	served  chan error
-	closing sync.Once
-	closed  error
+	cfg       Config
+	log       *zap.Logger
+	etcd      *embed.Etcd
+	etcdLevel zap.AtomicLevel
+	client    *clientv3.Client
+	store     *kv.Store
+	reg       *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
+	ln        net.Listener
+	srv       *http.Server
+	served    chan error
+	closing   sync.Once
+	closed    error
 }
 
 // Start starts the embedded etcd member, waits for it to be ready, applies
@@ -160,6 +161,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.client.Close())
 		}
 		if n.etcd != nil {
+			n.etcdLevel.SetLevel(zap.FatalLevel)
 			n.etcd.Close()
 		}
 		n.closed = errors.Join(errs...)

@@ -1,0 +1,106 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// The README's five-minute tour, run with the real binaries.
+func TestTour(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	adm := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := n.Adm(ctx, args...)
+		if code != wantCode {
+			t.Fatalf("cfgadm %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	has := func(out string, wants ...string) {
+		t.Helper()
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Fatalf("output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+	has(adm(0, "get", "session.idle_timeout"), "15m0s", "default")
+	has(adm(0, "set", "session.idle_timeout", "20m", "--comment", "longer sessions"), "20m0s")
+	has(adm(0, "get", "session.idle_timeout", "-o", "json"), `"value": "20m0s"`, `"actor": "integration"`, `"comment": "longer sessions"`)
+	has(adm(2, "set", "session.idle_timeout", "9h"), `key "session.idle_timeout"`, "must not exceed the absolute timeout")
+	has(adm(2, "set", "taskqueue.max_workers", "lots"), `key "taskqueue.max_workers"`, "not a whole number")
+	has(adm(2, "set", "taskqueue.max_workers", "1000"), "above the maximum 256")
+	has(adm(2, "set", "log.level", "verbose"), "not one of [debug, info, warn, error]")
+	has(adm(2, "set", "no.such.key", "1"), `key "no.such.key"`, "not in the schema")
+	has(adm(3, "get", "no.such.key"), "not in the schema")
+	has(adm(4, "set", "log.level", "warn", "--expect-revision", "1"), "expected revision 1")
+	has(adm(2, "set", "only-one-arg"), "set takes KEY VALUE")
+	has(adm(0, "list", "session."), "session.absolute_timeout", "session.idle_timeout")
+
+	changes := filepath.Join(t.TempDir(), "changes.yaml")
+	os.WriteFile(changes, []byte("comment: sale weekend\nset:\n  taskqueue.max_workers: 32\n  session.absolute_timeout: 12h\n  session.idle_timeout: 10h\n"), 0o644)
+	has(adm(0, "apply", "-f", changes, "--dry-run"), "DRY RUN", "taskqueue.max_workers")
+	if out := adm(0, "get", "taskqueue.max_workers"); !strings.Contains(out, "default") {
+		t.Fatalf("dry run wrote: %s", out)
+	}
+	adm(0, "apply", "-f", changes)
+	has(adm(0, "history", "session.idle_timeout"), "10h0m0s", "20m0s", "apply", "set")
+	has(adm(0, "audit", "--key", "taskqueue.max_workers"), "sale weekend", "32")
+
+	var hist struct {
+		Entries []struct{ Revision int64 } `json:"entries"`
+	}
+	decodeJSON(t, adm(0, "history", "session.idle_timeout", "-o", "json"), &hist)
+	first := hist.Entries[len(hist.Entries)-1].Revision
+	has(adm(0, "diff", "session.idle_timeout", itoa(first), "0"), "20m0s", "10h0m0s")
+	has(adm(0, "rollback", "session.idle_timeout", "--to", itoa(first)), "10h0m0s", "20m0s")
+	has(adm(0, "rollback", "--all", "--to", itoa(first)), "taskqueue.max_workers")
+	has(adm(0, "get", "taskqueue.max_workers"), "default")
+
+	// Schema: validation lists every problem, apply refuses what does not fit.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("keys:\n  session.idle_timeout: {type: duration, max: 1m}\n  x: {type: bogus}\n"), 0o644)
+	has(adm(2, "schema", "validate", "-f", bad), `key "x"`, "unknown type")
+	has(adm(0, "schema", "show"), "idle-within-absolute")
+	has(adm(0, "-o", "yaml", "get", "log.level"), "value: info")
+	has(adm(5, "--endpoint", "http://127.0.0.1:1", "get", "log.level"), "cannot reach")
+}
+
+// SIGTERM stops the node cleanly; a restart on the same data keeps every
+// value and does not apply --schema again.
+func TestRestartKeepsData(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	if _, e, code := n.Adm(ctx, "set", "log.level", "debug"); code != 0 {
+		t.Fatal(e)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	n.Start()
+	out, _, _ := n.Adm(ctx, "get", "log.level")
+	if !strings.Contains(out, "debug") {
+		t.Fatalf("after restart: %s", out)
+	}
+	out, _, _ = n.Adm(ctx, "audit")
+	if strings.Count(out, "--schema") != 1 {
+		t.Fatalf("schema applied again on restart:\n%s", out)
+	}
+	log, _ := os.ReadFile(n.LogPath)
+	if !strings.Contains(string(log), "shutting down") {
+		t.Fatal("no clean shutdown in the log")
+	}
+}
