@@ -195,7 +195,7 @@ func TestRuleHoldsUnderRacingWriters(t *testing.T) {
 	s, c := newStore(t)
 	stores := []*kv.Store{s, kv.New(c)}
 	type ack struct {
-		key  string
+		key string
 		val time.Duration
 		rev int64
 	}

@@ -88,4 +88,3 @@ func run(c *cli.Context) error {
 		Logger:                  log,
 	})
 }
-

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Fuzzes every parser for a while each. Usage: scripts/fuzz.sh [DURATION]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t=${1:-60s}
+for f in FuzzParse FuzzParseText; do
+  go test ./schema -run '^$' -fuzz "^$f\$" -fuzztime "$t"
+done
