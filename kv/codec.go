@@ -48,7 +48,8 @@ type envelope struct {
 	Comment string          `json:"c,omitempty"`
 }
 
-func encodeEnvelope(k *schema.Key, v any, actor, comment string, at time.Time) ([]byte, error) {
+// encodeValue encodes a typed value for an envelope, refusing one over MaxValueBytes.
+func encodeValue(k *schema.Key, v any) (json.RawMessage, error) {
 	raw, err := json.Marshal(schema.Encode(v))
 	if err != nil {
 		return nil, cfgerr.Errorf(cfgerr.Invalid, k.Name, "value", "cannot be encoded: %v", err)
@@ -56,7 +57,12 @@ func encodeEnvelope(k *schema.Key, v any, actor, comment string, at time.Time) (
 	if len(raw) > MaxValueBytes {
 		return nil, cfgerr.Errorf(cfgerr.Invalid, k.Name, "value", "%d bytes is over the %d-byte limit", len(raw), MaxValueBytes)
 	}
-	return json.Marshal(envelope{Value: raw, Type: k.Type, Actor: actor, Time: at.UTC(), Comment: comment})
+	return raw, nil
+}
+
+func encodeEnvelope(t schema.Type, raw json.RawMessage, actor, comment string, at time.Time) []byte {
+	b, _ := json.Marshal(envelope{Value: raw, Type: t, Actor: actor, Time: at.UTC(), Comment: comment})
+	return b
 }
 
 // decodeEntry decodes a stored value. It types the value by the schema's key

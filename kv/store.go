@@ -138,7 +138,7 @@ type Tx struct {
 type pending struct {
 	key   *schema.Key
 	value any // nil: delete
-	data  []byte
+	raw   json.RawMessage // the encoded value
 }
 
 // Update runs fn in a transaction and commits what it wrote in one etcd
@@ -418,7 +418,7 @@ func (tx *Tx) Put(w Write) error {
 		if err != nil {
 			return err
 		}
-		if p.data, err = encodeEnvelope(k, p.value, "", "", time.Time{}); err != nil {
+		if p.raw, err = encodeValue(k, p.value); err != nil {
 			return err
 		}
 	}
@@ -544,11 +544,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 			ops = append(ops, clientv3.OpDelete(ek))
 			continue
 		}
-		data, err := encodeEnvelope(p.key, p.value, meta.Actor, meta.Comment, now)
-		if err != nil {
-			return nil, false, err
-		}
-		ops = append(ops, clientv3.OpPut(ek, string(data)))
+		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key.Type, p.raw, meta.Actor, meta.Comment, now))))
 	}
 	if tx.newSch != nil {
 		rec.SchemaChanged, rec.SchemaRevision = true, tx.loaded.rev
