@@ -19,6 +19,7 @@ import (
 type Member struct {
 	Etcd     *embed.Etcd
 	Endpoint string // client URL, http://127.0.0.1:PORT
+	cfg      *embed.Config
 }
 
 // Start runs a single-member etcd cluster until the test ends and returns it
@@ -36,7 +37,16 @@ func Start(t testing.TB) (*Member, *clientv3.Client) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.MaxTxnOps = 4096
-	e, err := embed.StartEtcd(cfg)
+	m := &Member{Endpoint: client.String(), cfg: cfg}
+	m.start(t)
+	t.Cleanup(m.Stop)
+	c := m.Client(t)
+	return m, c
+}
+
+func (m *Member) start(t testing.TB) {
+	t.Helper()
+	e, err := embed.StartEtcd(m.cfg)
 	if err != nil {
 		t.Fatalf("etcdtest: start etcd: %v", err)
 	}
@@ -46,10 +56,22 @@ func Start(t testing.TB) (*Member, *clientv3.Client) {
 		e.Close()
 		t.Fatal("etcdtest: etcd not ready within 30s")
 	}
-	m := &Member{Etcd: e, Endpoint: client.String()}
-	t.Cleanup(e.Close)
-	c := m.Client(t)
-	return m, c
+	m.Etcd = e
+}
+
+// Stop closes the member (its data stays); Restart brings it back.
+func (m *Member) Stop() {
+	if m.Etcd != nil {
+		m.Etcd.Close()
+		m.Etcd = nil
+	}
+}
+
+// Restart starts a stopped member again on the same ports and data.
+func (m *Member) Restart(t testing.TB) {
+	t.Helper()
+	m.Stop()
+	m.start(t)
 }
 
 // Client returns a new client of the member, closed when the test ends.

@@ -65,6 +65,18 @@ func encodeEnvelope(t schema.Type, raw json.RawMessage, actor, comment string, a
 	return b
 }
 
+// Decode decodes a value's etcd key-value into an Entry, typed and checked
+// by the schema's key (a value that does not fit it is an Invalid error), or
+// by the envelope's own type for a key the schema lacks. It is the codec's
+// only way out of this package.
+func (l Layout) Decode(sch *schema.Schema, kv *mvccpb.KeyValue) (*Entry, error) {
+	key, ok := l.KeyOf(string(kv.Key))
+	if !ok {
+		return nil, cfgerr.Errorf(cfgerr.Internal, string(kv.Key), "", "not a value key of prefix %q", l.prefix)
+	}
+	return decodeEntry(sch, key, kv)
+}
+
 // decodeEntry decodes a stored value. It types the value by the schema's key
 // when there is one and by the envelope's own type otherwise (a key since
 // removed from the schema, read at an old revision).
@@ -86,7 +98,7 @@ func decodeEntry(sch *schema.Schema, key string, kv *mvccpb.KeyValue) (*Entry, e
 
 func decodeValue(sch *schema.Schema, key string, t schema.Type, raw json.RawMessage) (any, error) {
 	k := &schema.Key{Name: key, Type: t}
-	if sk, ok := sch.Lookup(key); ok && sk.Type == t {
+	if sk, ok := sch.Lookup(key); ok {
 		k = sk
 	}
 	d := json.NewDecoder(bytes.NewReader(raw))
@@ -97,7 +109,7 @@ func decodeValue(sch *schema.Schema, key string, t schema.Type, raw json.RawMess
 	}
 	v, err := k.Coerce(j)
 	if err != nil {
-		return nil, fmt.Errorf("stored value does not fit the schema: %w", err)
+		return nil, fmt.Errorf("stored %s value does not fit the schema: %w", t, err)
 	}
 	return v, nil
 }

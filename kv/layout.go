@@ -42,6 +42,17 @@ func (l Layout) KeyOf(etcdKey string) (string, bool) {
 	return strings.CutPrefix(etcdKey, l.ValuesPrefix())
 }
 
+// MaintenancePrefix is the prefix of open maintenance windows.
+func (l Layout) MaintenancePrefix() string { return l.prefix + "v1/maintenance/" }
+
+// ClientRange is the key range [start, end) that service clients watch:
+// maintenance windows, proposals, the schema and the values — everything a
+// service reacts to, and not the audit trail, the instance registry or auth,
+// which every instance would otherwise receive from every other.
+func (l Layout) ClientRange() (start, end string) {
+	return l.MaintenancePrefix(), l.prefix + "v1/values0" // '0' follows '/': the end of v1/values/
+}
+
 // AuditPrefix is the prefix of every audit record.
 func (l Layout) AuditPrefix() string { return l.prefix + "v1/audit/" }
 

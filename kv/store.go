@@ -137,7 +137,7 @@ type Tx struct {
 
 type pending struct {
 	key   *schema.Key
-	value any // nil: delete
+	value any             // nil: delete
 	raw   json.RawMessage // the encoded value
 }
 

@@ -1,0 +1,315 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"cfgcluster/schema"
+)
+
+// list reads the whole client range at one revision and applies the
+// difference from what the client held as one batch (a re-list after
+// compaction, an outage or Refresh emits exactly what changed, deletes
+// included). It returns the list's revision.
+func (c *Client) list(ctx context.Context) (int64, error) {
+	start, end := c.layout.ClientRange()
+	resp, err := c.etcd.Get(ctx, start, clientv3.WithRange(end))
+	if err != nil {
+		return 0, err
+	}
+	c.met.relists.Inc()
+	rev := resp.Header.Revision
+
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	c.mu.Lock()
+	listed := map[string]*mvccpb.KeyValue{}
+	var schemaKV *mvccpb.KeyValue
+	for _, kvp := range resp.Kvs {
+		if string(kvp.Key) == c.layout.SchemaKey() {
+			schemaKV = kvp
+		} else if key, ok := c.layout.KeyOf(string(kvp.Key)); ok {
+			listed[key] = kvp
+		}
+	}
+	schemaChanged := c.takeSchemaLocked(schemaKV)
+	// The differences, as watch events would have carried them.
+	var evs []*clientv3.Event
+	for key, kvp := range listed {
+		if old, ok := c.raw[key]; !ok || old.ModRevision != kvp.ModRevision {
+			evs = append(evs, &clientv3.Event{Type: clientv3.EventTypePut, Kv: kvp})
+		}
+	}
+	for key, old := range c.raw {
+		if _, ok := listed[key]; !ok {
+			evs = append(evs, &clientv3.Event{Type: clientv3.EventTypeDelete, Kv: &mvccpb.KeyValue{Key: old.Key, ModRevision: rev}})
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return string(evs[i].Kv.Key) < string(evs[j].Kv.Key) })
+	fromSnapshot := c.from == SourceSnapshot
+	c.from = SourceCluster
+	wasSynced := c.synced.Swap(true)
+	c.mu.Unlock()
+	if fromSnapshot || schemaChanged {
+		c.cache.clear()
+	}
+	c.applyLocked(rev, evs, true)
+	if wasSynced || fromSnapshot {
+		c.mux.resyncAll(rev)
+	}
+	return rev, nil
+}
+
+// takeSchemaLocked adopts the cluster's schema, unless the service gave its
+// own. It reports whether the schema changed.
+func (c *Client) takeSchemaLocked(kvp *mvccpb.KeyValue) bool {
+	if c.ownSchema || kvp == nil || kvp.ModRevision == c.schemaRev {
+		return false
+	}
+	sch, err := schema.Parse(kvp.Value)
+	if err != nil {
+		c.log.Error("the cluster's schema does not parse; keeping the previous one", zap.Int64("revision", kvp.ModRevision), zap.Error(err))
+		return false
+	}
+	c.sch.Store(sch)
+	c.schemaRev, c.schemaDoc = kvp.ModRevision, kvp.Value
+	return true
+}
+
+// apply applies one revision's events from the watch.
+func (c *Client) apply(rev int64, evs []*clientv3.Event) {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	c.applyLocked(rev, evs, false)
+}
+
+// applyLocked updates the state and the cache, then hands the batch to the
+// subscribers: the cache is current before any handler runs. Revisions only
+// go forward: a revision at or below the applied one is a duplicate and
+// dropped (a list applies its own revision whatever the watch has seen).
+func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
+	now := time.Now()
+	c.mu.Lock()
+	if !list && rev <= c.rev {
+		c.mu.Unlock()
+		return
+	}
+	sch := c.sch.Load()
+	var (
+		batch   []Event
+		puts    []*entry
+		removes []string
+		cached  = *c.cache.read.Load()
+	)
+	for _, ev := range evs {
+		ek := string(ev.Kv.Key)
+		if ek == c.layout.SchemaKey() {
+			if ev.Type == clientv3.EventTypePut && c.takeSchemaLocked(ev.Kv) {
+				sch = c.sch.Load()
+				cached = nil
+				c.cache.clear()
+			}
+			continue
+		}
+		key, ok := c.layout.KeyOf(ek)
+		if !ok {
+			continue // another area of the range (maintenance windows, proposals)
+		}
+		old, had := c.currentLocked(key)
+		var e Event
+		if ev.Type == clientv3.EventTypePut {
+			dec, err := c.layout.Decode(sch, ev.Kv)
+			if err != nil {
+				c.rejected[key] = Rejection{Key: key, Revision: ev.Kv.ModRevision, Reason: err.Error(), Time: now}
+				c.met.rejected.Inc()
+				c.log.Error("rejected a cluster value; keeping the last valid one", zap.String("key", key),
+					zap.Int64("revision", ev.Kv.ModRevision), zap.Error(err))
+				continue
+			}
+			delete(c.rejected, key)
+			c.raw[key] = ev.Kv
+			e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor, Revision: ev.Kv.ModRevision}
+			if had {
+				e.Kind = Update
+			}
+			if !list && !dec.Time.IsZero() {
+				c.met.propagation.Observe(now.Sub(dec.Time).Seconds())
+			}
+		} else {
+			if _, stored := c.raw[key]; !stored {
+				continue
+			}
+			delete(c.raw, key)
+			delete(c.rejected, key)
+			e = Event{Kind: Delete, Key: key, Old: old.Value, Source: SourceDefault, Revision: rev}
+			if d, ok := c.defaultValue(key); ok {
+				e.New = d.Value
+			}
+		}
+		if _, env := c.env[key]; env {
+			continue // the environment wins: nothing the service sees changed
+		}
+		if k, ok := sch.Lookup(key); ok && k.RequiresRestart {
+			e.RequiresRestart = true
+			if f, ok := c.frozen[key]; !ok || schema.Equal(f.Value, e.New) {
+				delete(c.pending, key) // no start value yet (this is the start), or back to it
+			} else {
+				c.pending[key] = Value{Key: key, Value: e.New, Type: k.Type, Source: e.Source, RequiresRestart: true,
+					Revision: e.Revision, LastUpdated: e.Time, Actor: e.Actor}
+			}
+		} else if _, ok := cached[key]; ok {
+			// Proactive refresh: a cached key gets its new value now.
+			if v, ok, _ := c.resolveLocked(key); ok {
+				puts = append(puts, c.newEntry(v))
+			} else if d, ok := c.defaultValue(key); ok {
+				puts = append(puts, c.newEntry(d))
+			} else {
+				removes = append(removes, key)
+			}
+		}
+		batch = append(batch, e)
+	}
+	if rev > c.rev {
+		c.rev = rev
+	}
+	c.confirmed.Store(now.UnixNano())
+	c.mu.Unlock()
+	c.cache.update(puts, removes)
+	if len(batch) > 0 {
+		c.mux.dispatch(Batch{Revision: rev, Events: batch})
+	}
+	if len(evs) > 0 {
+		c.markDirty()
+	}
+}
+
+// currentLocked is the key's value before a change: stored, else default.
+func (c *Client) currentLocked(key string) (Value, bool) {
+	if kvp, ok := c.raw[key]; ok {
+		if e, err := c.layout.Decode(c.sch.Load(), kvp); err == nil {
+			return c.valueOf(e, SourceCluster), true
+		}
+	}
+	d, _ := c.defaultValue(key)
+	return d, false
+}
+
+// watchLoop keeps one etcd watch open from the applied revision on, for the
+// client's whole life: it resumes after errors, re-lists after compaction
+// and moves off a member that stopped answering.
+func (c *Client) watchLoop(ctx context.Context) {
+	defer c.wg.Done()
+	failures := 0
+	for ctx.Err() == nil {
+		if !c.synced.Load() {
+			if _, err := c.list(ctx); err != nil {
+				failures++
+				c.log.Debug("list failed", zap.Error(err))
+				c.sleep(ctx, failures)
+				continue
+			}
+		}
+		reason, err := c.watchOnce(ctx, c.Revision()+1)
+		if ctx.Err() != nil {
+			return
+		}
+		c.met.restarts.WithLabelValues(reason).Inc()
+		c.log.Info("watch restarting", zap.String("reason", reason), zap.Int64("revision", c.Revision()), zap.Error(err))
+		if reason == "compacted" {
+			// Events were lost to compaction: re-list and emit the difference.
+			if _, err := c.list(ctx); err != nil {
+				c.synced.Store(false)
+			}
+			failures = 0
+			continue
+		}
+		if reason == "healthy" {
+			failures = 0
+		} else {
+			failures++
+		}
+		c.sleep(ctx, failures)
+	}
+}
+
+// sleep backs off by the square of the failures, up to 5 s, with jitter.
+func (c *Client) sleep(ctx context.Context, failures int) {
+	d := min(time.Duration(failures*failures)*50*time.Millisecond, 5*time.Second)
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// watchOnce runs one etcd watch until it fails, and says why.
+func (c *Client) watchOnce(ctx context.Context, from int64) (reason string, err error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	start, end := c.layout.ClientRange()
+	wch := c.etcd.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(from),
+		clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	tick := time.NewTicker(c.opt.progress)
+	defer tick.Stop()
+	heard := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return "closed", ctx.Err()
+		case <-tick.C:
+			if time.Since(heard) > 3*c.opt.progress {
+				// No event and no answer to progress requests: the member is
+				// cut off or stuck. A new stream may land on another member.
+				return "stuck", errors.New("no progress notification from etcd")
+			}
+			_ = c.etcd.RequestProgress(wctx)
+		case resp, ok := <-wch:
+			if !ok {
+				return "channel-closed", wctx.Err()
+			}
+			heard = time.Now()
+			if resp.CompactRevision != 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+				return "compacted", resp.Err()
+			}
+			if err := resp.Err(); err != nil {
+				return "error", err
+			}
+			if resp.IsProgressNotify() {
+				c.progress(resp.Header.Revision)
+				continue
+			}
+			// One batch per revision: etcd never splits a revision across
+			// responses (we do not ask for fragments), and orders them.
+			for i := 0; i < len(resp.Events); {
+				rev := resp.Events[i].Kv.ModRevision
+				j := i + 1
+				for j < len(resp.Events) && resp.Events[j].Kv.ModRevision == rev {
+					j++
+				}
+				c.apply(rev, resp.Events[i:j])
+				i = j
+			}
+		}
+	}
+}
+
+// progress records etcd's confirmation that nothing in the range changed
+// up to rev.
+func (c *Client) progress(rev int64) {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	c.mu.Lock()
+	if rev > c.rev {
+		c.rev = rev
+	}
+	c.mu.Unlock()
+	c.confirmed.Store(time.Now().UnixNano())
+}

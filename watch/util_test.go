@@ -1,0 +1,5 @@
+package watch_test
+
+import "runtime"
+
+func runtimeNumGoroutine() int { return runtime.NumGoroutine() }
