@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	)
 }
 
-func bg(t *testing.T) context.Context {
+func bg(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -40,7 +40,7 @@ type env struct {
 	store *kv.Store
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	m, c := etcdtest.Start(t)
 	s := kv.New(c)
@@ -54,7 +54,7 @@ func setup(t *testing.T) *env {
 	return &env{m: m, etcd: c, store: s}
 }
 
-func (e *env) set(t *testing.T, kvs ...string) int64 {
+func (e *env) set(t testing.TB, kvs ...string) int64 {
 	t.Helper()
 	var ws []kv.Write
 	for i := 0; i < len(kvs); i += 2 {

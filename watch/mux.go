@@ -28,7 +28,7 @@ type mux struct {
 
 	runMu  sync.Mutex
 	cond   *sync.Cond
-	runq   []*sub
+	runq   []*chunk // subscribers with work, in chunks that workers share
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -42,6 +42,15 @@ const (
 	breakerMax      = time.Minute
 	runBurst        = 16 // batches a worker delivers to one subscriber before taking the next
 )
+
+// chunk is a list of subscribers to run. Every worker takes items from the
+// head chunk with one atomic add each, so a dispatch to thousands of
+// subscribers costs no lock per subscriber, and a slow subscriber holds only
+// the worker running it.
+type chunk struct {
+	subs []*sub
+	next atomic.Int64
+}
 
 type sub struct {
 	id  uint64
@@ -242,7 +251,7 @@ func (m *mux) schedule(subs ...*sub) {
 		return
 	}
 	m.runMu.Lock()
-	m.runq = append(m.runq, subs...)
+	m.runq = append(m.runq, &chunk{subs: subs})
 	m.runMu.Unlock()
 	if len(subs) == 1 {
 		m.cond.Signal()
@@ -262,13 +271,23 @@ func (m *mux) worker() {
 			m.runMu.Unlock()
 			return
 		}
-		s := m.runq[0]
-		m.runq[0] = nil
-		m.runq = m.runq[1:]
+		ch := m.runq[0]
 		m.runMu.Unlock()
-		if s.run() {
-			m.schedule(s) // more work: back of the line, for fairness
+		for {
+			i := ch.next.Add(1) - 1
+			if i >= int64(len(ch.subs)) {
+				break
+			}
+			if s := ch.subs[i]; s.run() {
+				m.schedule(s) // more work: back of the line, for fairness
+			}
 		}
+		m.runMu.Lock()
+		if len(m.runq) > 0 && m.runq[0] == ch {
+			m.runq[0] = nil
+			m.runq = m.runq[1:]
+		}
+		m.runMu.Unlock()
 	}
 }
 

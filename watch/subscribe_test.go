@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"cfgcluster/watch"
 )
 
@@ -160,3 +162,37 @@ func TestManySubscribersAreCheap(t *testing.T) {
 }
 
 func goroutines() int { return runtimeNumGoroutine() }
+
+// One etcd watch per client, whatever the number of subscribers, as etcd's
+// own metrics count them.
+func TestOneEtcdWatchPerClient(t *testing.T) {
+	e := setup(t)
+	before := etcdWatchers(t)
+	c := newClient(t, e.etcd)
+	for i := 0; i < 10000; i++ {
+		c.Subscribe(fmt.Sprintf("app.key_%d", i%100), watch.HandlerFuncs{})
+	}
+	c.Subscribe("*", watch.HandlerFuncs{})
+	eventually(t, "the watch to register", func() bool { return etcdWatchers(t) > before })
+	time.Sleep(300 * time.Millisecond) // a second watch, if any, would have registered too
+	if got := etcdWatchers(t) - before; got != 1 {
+		t.Fatalf("etcd counts %v watchers for one client with 10,001 subscribers", got)
+	}
+}
+
+// etcdWatchers reads etcd_debugging_mvcc_watcher_total from the embedded
+// members' metrics (they register in the default registry).
+func etcdWatchers(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_debugging_mvcc_watcher_total" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("etcd_debugging_mvcc_watcher_total not found")
+	return 0
+}

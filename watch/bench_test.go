@@ -1,0 +1,203 @@
+package watch_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/watch"
+)
+
+// BenchmarkGet compares a cached typed Get on a hit with a bare golang-lru
+// Get, a plain map read and an etcd serializable Get, serially and with
+// parallel readers (-cpu 1,2,4).
+//
+//	go test ./watch -run '^$' -bench BenchmarkGet -benchmem -cpu 1,2,4
+func BenchmarkGet(b *testing.B) {
+	e := setupB(b)
+	c, err := watch.New(context.Background(), e.etcd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	const key = "session.idle_timeout"
+	c.Duration(key, 0) // fill the cache
+	l, _ := lru.New[string, time.Duration](1000)
+	l.Add(key, time.Minute)
+	m := map[string]time.Duration{key: time.Minute}
+	var sink atomic.Int64
+
+	b.Run("client-Duration", func(b *testing.B) {
+		var s time.Duration
+		for i := 0; i < b.N; i++ {
+			s += c.Duration(key, 0)
+		}
+		sink.Add(int64(s))
+	})
+	b.Run("golang-lru-Get", func(b *testing.B) {
+		var s time.Duration
+		for i := 0; i < b.N; i++ {
+			v, _ := l.Get(key)
+			s += v
+		}
+		sink.Add(int64(s))
+	})
+	b.Run("map-read", func(b *testing.B) {
+		var s time.Duration
+		for i := 0; i < b.N; i++ {
+			s += m[key]
+		}
+		sink.Add(int64(s))
+	})
+	b.Run("etcd-serializable-Get", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := e.etcd.Get(context.Background(), "/cfgcluster/v1/values/"+key, clientv3.WithSerializable()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel/client-Duration", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			var s time.Duration
+			for pb.Next() {
+				s += c.Duration(key, 0)
+			}
+			sink.Add(int64(s))
+		})
+	})
+	b.Run("parallel/golang-lru-Get", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			var s time.Duration
+			for pb.Next() {
+				v, _ := l.Get(key)
+				s += v
+			}
+			sink.Add(int64(s))
+		})
+	})
+	b.Run("parallel/map-read", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			var s time.Duration
+			for pb.Next() {
+				s += m[key]
+			}
+			sink.Add(int64(s))
+		})
+	})
+}
+
+// BenchmarkPropagation measures Put → callback in the last of N
+// subscribers of one client (one etcd watch), beside one raw clientv3
+// watcher and one raw watcher per subscriber (up to 1,000). Each iteration
+// is one Put; it reports p50 and p99 over the iterations.
+//
+//	go test ./watch -run '^$' -bench BenchmarkPropagation -benchtime 200x
+func BenchmarkPropagation(b *testing.B) {
+	e := setupB(b)
+	const key = "taskqueue.max_workers"
+	etcdKey := "/cfgcluster/v1/values/" + key
+	for _, n := range []int{1, 100, 1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("client/subscribers=%d", n), func(b *testing.B) {
+			c, err := watch.New(context.Background(), e.etcd, watch.WithWorkers(runtime.GOMAXPROCS(0)*2), watch.WithQueueSize(1024))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var got atomic.Int64
+			done := make(chan struct{}, 1)
+			target := atomic.Int64{}
+			h := watch.HandlerFuncs{BatchFunc: func(watch.Batch) {
+				if got.Add(1) == target.Load() {
+					done <- struct{}{}
+				}
+			}}
+			for i := 0; i < n; i++ {
+				c.Subscribe(key, h)
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got.Store(0)
+				target.Store(int64(n))
+				t0 := time.Now()
+				e.set(b, key, fmt.Sprint(1+i%200))
+				<-done
+				lat = append(lat, time.Since(t0))
+			}
+			report(b, lat)
+		})
+	}
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("raw-watchers/watchers=%d", n), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var got, target atomic.Int64
+			done := make(chan struct{}, 1)
+			for i := 0; i < n; i++ {
+				wch := e.etcd.Watch(ctx, etcdKey)
+				go func() {
+					for range wch {
+						if got.Add(1) == target.Load() {
+							done <- struct{}{}
+						}
+					}
+				}()
+			}
+			time.Sleep(200 * time.Millisecond) // let the watches register
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got.Store(0)
+				target.Store(int64(n))
+				t0 := time.Now()
+				e.set(b, key, fmt.Sprint(1+i%200))
+				<-done
+				lat = append(lat, time.Since(t0))
+			}
+			report(b, lat)
+		})
+	}
+}
+
+func report(b *testing.B, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkIdleSubscriberMemory reports the heap bytes each idle
+// subscriber costs, over 100,000 of them.
+//
+//	go test ./watch -run '^$' -bench BenchmarkIdleSubscriberMemory -benchtime 1x
+func BenchmarkIdleSubscriberMemory(b *testing.B) {
+	e := setupB(b)
+	c, err := watch.New(context.Background(), e.etcd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	const n = 100000
+	h := watch.HandlerFuncs{UpdateFunc: func(watch.Event) {}}
+	var before, after runtime.MemStats
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		subs := make([]*watch.Subscription, n)
+		for j := range subs {
+			subs[j] = c.Subscribe(fmt.Sprintf("app.key_%d", j%1000), h)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/subscriber")
+		for _, s := range subs {
+			c.Unsubscribe(s)
+		}
+	}
+}
