@@ -162,3 +162,32 @@ type Error struct {
 	Field    string  `json:"field,omitempty"`
 	Problems []Error `json:"problems,omitempty"`
 }
+
+// WatchBatch is one Server-Sent Event of GET /v1/watch?prefix=P: every
+// change of one revision (one transaction) under the prefix. The event's id
+// is the revision; reconnect with Last-Event-ID to resume after it.
+type WatchBatch struct {
+	Revision int64        `json:"revision"`
+	Events   []WatchEvent `json:"events"`
+}
+
+// WatchEvent is one key's change. Old and New are JSON forms of the values;
+// sensitive values are Redacted.
+type WatchEvent struct {
+	Kind            string     `json:"kind"` // put | update | delete
+	Key             string     `json:"key"`
+	Old             any        `json:"old,omitempty"`
+	New             any        `json:"new,omitempty"`
+	Actor           string     `json:"actor,omitempty"`
+	Time            *time.Time `json:"time,omitempty"`
+	RequiresRestart bool       `json:"requires_restart,omitempty"`
+}
+
+// WatchResync is the data of a "resync" event: the stream could not deliver
+// every change (the client fell behind, or asked to resume from a revision
+// the node no longer holds). Re-read what you need; the stream goes on
+// from Revision.
+type WatchResync struct {
+	Revision int64  `json:"revision"`
+	Reason   string `json:"reason"`
+}

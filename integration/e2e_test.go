@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,5 +105,46 @@ func TestRestartKeepsData(t *testing.T) {
 	log, _ := os.ReadFile(n.LogPath)
 	if !strings.Contains(string(log), "shutting down") {
 		t.Fatal("no clean shutdown in the log")
+	}
+}
+
+// cfgadm watch prints each change as it is committed.
+func TestAdmWatch(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	cmd := exec.CommandContext(ctx, filepath.Join(Binaries(t), "cfgadm"), "--endpoint", n.URL(), "watch", "session.")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// Keep writing until the stream (which starts asynchronously) shows one.
+	for i := 0; ; i++ {
+		if _, e, code := n.Adm(ctx, "set", "session.idle_timeout", fmt.Sprintf("%dm", 20+i)); code != 0 {
+			t.Fatal(e)
+		}
+		select {
+		case l := <-lines:
+			if !strings.Contains(l, "session.idle_timeout") || !strings.Contains(l, "integration") {
+				t.Fatalf("watch printed %q", l)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			if i > 50 {
+				t.Fatal("cfgadm watch printed nothing")
+			}
+		}
 	}
 }

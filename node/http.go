@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +57,7 @@ func (n *Node) routes() http.Handler {
 	handle("PUT /v1/schema", n.putSchema)
 	handle("POST /v1/schema/validate", n.validateSchema)
 	handle("GET /v1/audit", n.audit)
+	handle("GET /v1/watch", n.watchStream)
 	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.WriteString(w, "ok\n")
 		return err
@@ -138,6 +140,14 @@ func (n *Node) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if rev == 0 {
+		// The current value, from the node's cache: no etcd round trip.
+		v, err := n.watch.Lookup(r.PathValue("key"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, cachedValue(n.watch.Schema(), v))
+	}
 	e, err := n.store.Get(r.Context(), r.PathValue("key"), rev)
 	if err != nil {
 		return err
@@ -204,7 +214,21 @@ func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, write
 	if err != nil {
 		return err
 	}
+	n.awaitApplied(r.Context(), res)
 	return writeJSON(w, http.StatusOK, wireResult(res))
+}
+
+// awaitApplied waits (briefly) until the node's cache holds a write, so a
+// read from this node right after a write sees it.
+func (n *Node) awaitApplied(ctx context.Context, res *kv.Result) {
+	if res.Revision == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := n.watch.WaitRevision(ctx, res.Revision); err != nil {
+		n.log.Warn("write acknowledged before this node's cache applied it", zap.Int64("revision", res.Revision), zap.Error(err))
+	}
 }
 
 func (n *Node) history(w http.ResponseWriter, r *http.Request) error {
@@ -277,6 +301,7 @@ func (n *Node) rollback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	n.awaitApplied(r.Context(), res)
 	return writeJSON(w, http.StatusOK, wireResult(res))
 }
 
@@ -297,6 +322,7 @@ func (n *Node) putSchema(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	n.awaitApplied(r.Context(), res)
 	return writeJSON(w, http.StatusOK, wireResult(res))
 }
 

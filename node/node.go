@@ -23,6 +23,7 @@ import (
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
+	"cfgcluster/watch"
 )
 
 // Config configures a node. Names follow etcd's flags where they mean the same.
@@ -76,6 +77,9 @@ type Node struct {
 	etcdLevel zap.AtomicLevel
 	client    *clientv3.Client
 	store     *kv.Store
+	watch     *watch.Client // the node's own view, kept current by one etcd watch
+	ring      *ring
+	done      chan struct{}        // closed by Close: ends SSE streams
 	reg       *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
 	ln        net.Listener
 	srv       *http.Server
@@ -88,7 +92,7 @@ type Node struct {
 // the schema file if no schema is stored yet, and starts serving the API.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), served: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), served: make(chan error, 1), done: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -112,6 +116,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadSchemaFile(ctx); err != nil {
 		return nil, err
 	}
+	n.watch, err = watch.New(ctx, c, watch.WithMirror(), watch.WithPrefix(cfg.Prefix), watch.WithRegisterer(n.reg),
+		watch.WithLogger(n.log.Named("watch")), watch.WithWorkers(16), watch.WithQueueSize(1024))
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	n.ring = newRing(4096, n.watch.Revision())
+	n.watch.Subscribe("*", n.ring)
 	if err := n.serve(); err != nil {
 		return nil, err
 	}
@@ -152,10 +163,14 @@ func (n *Node) Store() *kv.Store { return n.store }
 func (n *Node) Close() error {
 	n.closing.Do(func() {
 		var errs []error
+		close(n.done)
 		if n.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, n.srv.Shutdown(ctx))
 			cancel()
+		}
+		if n.watch != nil {
+			errs = append(errs, n.watch.Close())
 		}
 		if n.client != nil {
 			errs = append(errs, n.client.Close())

@@ -6,6 +6,7 @@ import (
 	"cfgcluster/api"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
+	"cfgcluster/watch"
 )
 
 func encode(v any) any { return schema.Encode(v) }
@@ -37,6 +38,20 @@ func wireValue(sch *schema.Schema, e *kv.Entry) *api.Value {
 		v.Value = api.Redacted
 	}
 	return v
+}
+
+// cachedValue is a value from the node's cache as the API shows it.
+func cachedValue(sch *schema.Schema, v watch.Value) *api.Value {
+	out := &api.Value{Key: v.Key, Value: wireAny(sch, v.Key, v.Value), Type: string(v.Type), Source: string(v.Source),
+		Revision: v.Revision, Actor: v.Actor, Comment: v.Comment, RequiresRestart: v.RequiresRestart}
+	if k, ok := sch.Lookup(v.Key); ok {
+		out.Sensitive = k.Sensitive
+	}
+	if !v.LastUpdated.IsZero() {
+		t := v.LastUpdated
+		out.Time = &t
+	}
+	return out
 }
 
 func wireResult(r *kv.Result) api.WriteResult {

@@ -80,6 +80,7 @@ type Client struct {
 	pending   map[string]Value            // requires_restart keys: newer cluster values
 	rejected  map[string]Rejection
 	env       map[string]Value
+	revCh     chan struct{} // closed and replaced whenever rev advances
 
 	synced    atomic.Bool
 	confirmed atomic.Int64 // unix nanos when etcd last confirmed the revision
@@ -111,6 +112,7 @@ func New(ctx context.Context, etcd Etcd, opts ...Option) (*Client, error) {
 		etcd: etcd, opt: o, log: o.log, layout: kv.NewLayout(o.prefix), met: newMetrics(),
 		cache: newCache(o.cacheSize), raw: map[string]*mvccpb.KeyValue{}, frozen: map[string]Value{},
 		pending: map[string]Value{}, rejected: map[string]Rejection{}, snapDirty: make(chan struct{}, 1),
+		revCh: make(chan struct{}),
 	}
 	c.mux = newMux(o.log, c.met, o.workers, o.queueSize, o.slow)
 	if o.schema != nil {
@@ -177,6 +179,24 @@ func (c *Client) Revision() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rev
+}
+
+// WaitRevision waits until the client has applied revision rev (a write's
+// revision, for read-your-writes), or ctx is done.
+func (c *Client) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		c.mu.Lock()
+		cur, ch := c.rev, c.revCh
+		c.mu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return cfgerr.Errorf(cfgerr.Unavailable, "", "revision", "revision %d not applied yet (at %d): %v", rev, cur, ctx.Err())
+		case <-ch:
+		}
+	}
 }
 
 // HasSynced reports whether the client has listed the cluster once.
@@ -356,6 +376,9 @@ func (c *Client) loadEnv() {
 	sch := c.sch.Load()
 	env := map[string]Value{}
 	for _, name := range sch.KeyNames() {
+		if c.opt.mirror {
+			break
+		}
 		text, ok := os.LookupEnv(schema.EnvVar(c.opt.envPrefix, name))
 		if !ok {
 			continue
@@ -377,6 +400,9 @@ func (c *Client) loadEnv() {
 // freeze records the start values of requires_restart keys: the service
 // keeps them until it restarts.
 func (c *Client) freeze() {
+	if c.opt.mirror {
+		return
+	}
 	sch := c.sch.Load()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -580,6 +606,7 @@ type options struct {
 	progress     time.Duration
 	startTimeout time.Duration
 	readTimeout  time.Duration
+	mirror       bool
 }
 
 func defaultOptions() options {
@@ -637,6 +664,11 @@ func WithSlowThreshold(d time.Duration) Option { return func(o *options) { o.slo
 // revision (default 2 s); with no answer for three intervals the watch is
 // deemed stuck and restarted on another member.
 func WithProgressInterval(d time.Duration) Option { return func(o *options) { o.progress = d } }
+
+// WithMirror is for servers that re-serve the configuration, as cfgnode
+// does: no environment overrides and no restart tracking, so every value is
+// the cluster's.
+func WithMirror() Option { return func(o *options) { o.mirror = true } }
 
 // WithStartTimeout bounds the first list (default 5 s) before New falls back
 // to the snapshot.

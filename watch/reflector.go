@@ -177,9 +177,7 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 		}
 		batch = append(batch, e)
 	}
-	if rev > c.rev {
-		c.rev = rev
-	}
+	c.advanceLocked(rev)
 	c.confirmed.Store(now.UnixNano())
 	c.mu.Unlock()
 	c.cache.update(puts, removes)
@@ -307,9 +305,16 @@ func (c *Client) progress(rev int64) {
 	c.applyMu.Lock()
 	defer c.applyMu.Unlock()
 	c.mu.Lock()
-	if rev > c.rev {
-		c.rev = rev
-	}
+	c.advanceLocked(rev)
 	c.mu.Unlock()
 	c.confirmed.Store(time.Now().UnixNano())
+}
+
+// advanceLocked moves the applied revision forward and wakes WaitRevision.
+func (c *Client) advanceLocked(rev int64) {
+	if rev > c.rev {
+		c.rev = rev
+		close(c.revCh)
+		c.revCh = make(chan struct{})
+	}
 }

@@ -31,7 +31,7 @@ func run(args []string) int {
 		},
 		Commands: []*cli.Command{
 			getCommand(), setCommand(), deleteCommand(), listCommand(), historyCommand(), diffCommand(),
-			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(),
+			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
 		},
 		Before: func(c *cli.Context) error {
 			switch c.String("output") {

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"cfgcluster/cfgerr"
+)
+
+// Watch streams the changes under prefix from GET /v1/watch until ctx is
+// done or fn returns an error. With since > 0 it resumes after that
+// revision. fn gets each batch; resync, when not nil, gets resync notices.
+func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(WatchBatch) error, resync func(WatchResync) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint+"/v1/watch?"+url.Values{"prefix": {prefix}}.Encode(), nil)
+	if err != nil {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if since > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(since, 10))
+	}
+	hc := &http.Client{Transport: c.transport()} // no timeout: the stream is long
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			return e.toError()
+		}
+		return cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s", resp.Status)
+	}
+	return ReadEvents(resp.Body, func(event string, data []byte) error {
+		switch event {
+		case "change":
+			var b WatchBatch
+			if err := json.Unmarshal(data, &b); err != nil {
+				return cfgerr.Errorf(cfgerr.Internal, "", "", "malformed change event: %v", err)
+			}
+			return fn(b)
+		case "resync":
+			var r WatchResync
+			if err := json.Unmarshal(data, &r); err != nil {
+				return cfgerr.Errorf(cfgerr.Internal, "", "", "malformed resync event: %v", err)
+			}
+			if resync != nil {
+				return resync(r)
+			}
+		}
+		return nil
+	})
+}
+
+func (c *Client) transport() http.RoundTripper {
+	if c.HTTP != nil && c.HTTP.Transport != nil {
+		return c.HTTP.Transport
+	}
+	return http.DefaultTransport
+}
+
+// ReadEvents parses a Server-Sent Events stream, calling fn for each event
+// with its type ("message" when unnamed) and data. Comments are skipped.
+func ReadEvents(r io.Reader, fn func(event string, data []byte) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	event, data := "", []byte(nil)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != nil {
+				if event == "" {
+					event = "message"
+				}
+				if err := fn(event, data); err != nil {
+					return err
+				}
+			}
+			event, data = "", nil
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "event:"):
+			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			if data != nil {
+				data = append(data, '\n')
+			}
+			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " ")...)
+		}
+	}
+	if err := sc.Err(); err != nil && !strings.Contains(err.Error(), "context canceled") {
+		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: "the stream broke: " + err.Error(), Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"cfgcluster/api"
+	"cfgcluster/node"
+)
+
+var errStop = errors.New("stop")
+
+// collect reads the stream until n batches arrived (or 10 s pass).
+func collect(t *testing.T, c *api.Client, prefix string, since int64, n int) ([]api.WatchBatch, []api.WatchResync) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []api.WatchBatch
+	var resyncs []api.WatchResync
+	err := c.Watch(ctx, prefix, since, func(b api.WatchBatch) error {
+		got = append(got, b)
+		if len(got) == n {
+			return errStop
+		}
+		return nil
+	}, func(r api.WatchResync) error {
+		resyncs = append(resyncs, r)
+		if n == 0 {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		t.Fatalf("watch: %v", err)
+	}
+	return got, resyncs
+}
+
+// waitStreams waits until the node has n SSE streams (subscribers besides its history ring).
+func waitStreams(t *testing.T, n *node.Node, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(n.APIURL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(data), fmt.Sprintf("cfgcluster_watch_subscribers %d\n", want+1)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %d streams: %s", want, grep(data, "cfgcluster_watch_subscribers"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatchStream(t *testing.T) {
+	n, c := startNode(t, "../examples/schema.yaml")
+	ctx := bg(t)
+	done := make(chan []api.WatchBatch)
+	go func() {
+		b, _ := collect(t, c, "session.", 0, 2)
+		done <- b
+	}()
+	waitStreams(t, n, 1)
+	if _, err := c.Set(ctx, "log.level", api.SetRequest{Text: str("warn")}); err != nil { // not under the prefix
+		t.Fatal(err)
+	}
+	r1, err := c.Apply(ctx, api.ApplyRequest{Changes: []api.Change{
+		{Key: "session.absolute_timeout", Text: str("10h")}, {Key: "session.idle_timeout", Text: str("2h")}, {Key: "log.level", Text: str("error")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.Set(ctx, "session.idle_timeout", api.SetRequest{Text: str("3h")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	if len(got) != 2 || got[0].Revision != r1.Revision || len(got[0].Events) != 2 || got[1].Revision != r2.Revision {
+		t.Fatalf("stream: %+v", got)
+	}
+	if e := got[1].Events[0]; e.Kind != "update" || e.Old != "2h0m0s" || e.New != "3h0m0s" || e.Actor != "tester" {
+		t.Fatalf("event: %+v", e)
+	}
+
+	// Resume after the first batch: the second comes from the node's history.
+	again, _ := collect(t, c, "session.", r1.Revision, 1)
+	if len(again) != 1 || again[0].Revision != r2.Revision {
+		t.Fatalf("resume: %+v", again)
+	}
+	// Resuming from before the node's history: a resync notice.
+	_, rs := collect(t, c, "", 1, 0)
+	if len(rs) != 1 || rs[0].Reason != "history" || rs[0].Revision < r2.Revision {
+		t.Fatalf("resync: %+v", rs)
+	}
+	// Sensitive values are redacted on the stream too.
+	go func() {
+		b, _ := collect(t, c, "db.", 0, 1)
+		done <- b
+	}()
+	waitStreams(t, n, 1)
+	if _, err := c.Set(ctx, "db.password", api.SetRequest{Text: str("hunter2")}); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-done; b[0].Events[0].New != api.Redacted {
+		t.Fatalf("sensitive value on the stream: %+v", b)
+	}
+}
