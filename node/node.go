@@ -79,6 +79,7 @@ type Node struct {
 	store     *kv.Store
 	watch     *watch.Client // the node's own view, kept current by one etcd watch
 	ring      *ring
+	encoded   encodedCache         // SSE encodings shared by streams
 	done      chan struct{}        // closed by Close: ends SSE streams
 	reg       *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
 	ln        net.Listener

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	)
 }
 
-func startNode(t *testing.T, schemaFile string) (*node.Node, *api.Client) {
+func startNode(t testing.TB, schemaFile string) (*node.Node, *api.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -46,7 +46,7 @@ func startNode(t *testing.T, schemaFile string) (*node.Node, *api.Client) {
 	return n, api.NewClient(n.APIURL(), "tester")
 }
 
-func bg(t *testing.T) context.Context {
+func bg(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

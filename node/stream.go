@@ -175,6 +175,17 @@ func sendResync(w http.ResponseWriter, rev int64, reason string) error {
 }
 
 func (n *Node) sendBatch(w http.ResponseWriter, b watch.Batch, prefix string) error {
+	data := n.encoded.get(b, prefix, n.encodeBatch)
+	if data == nil {
+		return nil
+	}
+	_, err := w.Write(data)
+	return err
+}
+
+// encodeBatch renders a batch as one SSE "change" event: the events under
+// prefix, sensitive values redacted; nil if none is under it.
+func (n *Node) encodeBatch(b watch.Batch, prefix string) []byte {
 	sch := n.watch.Schema()
 	out := api.WatchBatch{Revision: b.Revision}
 	for _, e := range b.Events {
@@ -193,8 +204,47 @@ func (n *Node) sendBatch(w http.ResponseWriter, b watch.Batch, prefix string) er
 		return nil
 	}
 	data, _ := json.Marshal(out)
-	_, err := fmt.Fprintf(w, "id: %d\nevent: change\ndata: %s\n\n", b.Revision, data)
-	return err
+	return fmt.Appendf(nil, "id: %d\nevent: change\ndata: %s\n\n", b.Revision, data)
+}
+
+// encodedCache keeps the last batches' SSE encodings by revision and
+// prefix: thousands of streams of one prefix share one encoding.
+type encodedCache struct {
+	mu    sync.Mutex
+	m     map[encodedKey][]byte
+	order []encodedKey
+}
+
+type encodedKey struct {
+	rev    int64
+	prefix string
+}
+
+const encodedKeep = 256
+
+func (c *encodedCache) get(b watch.Batch, prefix string, encode func(watch.Batch, string) []byte) []byte {
+	k := encodedKey{b.Revision, prefix}
+	c.mu.Lock()
+	data, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return data
+	}
+	data = encode(b, prefix)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[encodedKey][]byte{}
+	}
+	if _, ok := c.m[k]; !ok {
+		c.m[k] = data
+		c.order = append(c.order, k)
+		if len(c.order) > encodedKeep {
+			delete(c.m, c.order[0])
+			c.order = c.order[1:]
+		}
+	}
+	return data
 }
 
 // wireAny is a typed value as the API shows it: JSON form, sensitive redacted.

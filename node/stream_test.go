@@ -43,7 +43,7 @@ func collect(t *testing.T, c *api.Client, prefix string, since int64, n int) ([]
 }
 
 // waitStreams waits until the node has n SSE streams (subscribers besides its history ring).
-func waitStreams(t *testing.T, n *node.Node, want int) {
+func waitStreams(t testing.TB, n *node.Node, want int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
