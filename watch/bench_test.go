@@ -105,7 +105,7 @@ func BenchmarkPropagation(b *testing.B) {
 	etcdKey := "/cfgcluster/v1/values/" + key
 	for _, n := range []int{1, 100, 1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("client/subscribers=%d", n), func(b *testing.B) {
-			c, err := watch.New(context.Background(), e.etcd, watch.WithWorkers(runtime.GOMAXPROCS(0)*2), watch.WithQueueSize(1024))
+			c, err := watch.New(context.Background(), e.etcd, watch.WithWorkers(runtime.GOMAXPROCS(0)), watch.WithQueueSize(1024))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -164,6 +164,65 @@ func BenchmarkPropagation(b *testing.B) {
 			report(b, lat)
 		})
 	}
+}
+
+// BenchmarkPropagationInterleaved alternates, write by write, between a key
+// that 1,000 subscribers of one client wait for and a key that one raw
+// clientv3 watcher (on its own connection) waits for, so both paths are
+// measured under the same conditions. It reports both p50s and their ratio.
+//
+//	go test ./watch -run '^$' -bench BenchmarkPropagationInterleaved -benchtime 500x
+func BenchmarkPropagationInterleaved(b *testing.B) {
+	e := setupB(b)
+	const subs = 1000
+	c, err := watch.New(context.Background(), e.etcd, watch.WithWorkers(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	var got atomic.Int64
+	done := make(chan struct{}, 1)
+	h := watch.HandlerFuncs{BatchFunc: func(watch.Batch) {
+		if got.Add(1) == subs {
+			done <- struct{}{}
+		}
+	}}
+	for i := 0; i < subs; i++ {
+		c.Subscribe("taskqueue.max_workers", h)
+	}
+	raw := e.m.Client(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rawDone := make(chan struct{}, 1)
+	wch := raw.Watch(ctx, "/cfgcluster/v1/values/alerts.cpu_threshold")
+	go func() {
+		for range wch {
+			rawDone <- struct{}{}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	var mine, theirs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got.Store(0)
+		t0 := time.Now()
+		e.set(b, "taskqueue.max_workers", fmt.Sprint(1+i%200))
+		<-done
+		mine = append(mine, time.Since(t0))
+		t0 = time.Now()
+		e.set(b, "alerts.cpu_threshold", fmt.Sprint(float64(i%10)/10))
+		<-rawDone
+		theirs = append(theirs, time.Since(t0))
+	}
+	b.StopTimer()
+	p50 := func(d []time.Duration) float64 {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	m, r := p50(mine), p50(theirs)
+	b.ReportMetric(m, "client-1000-p50-ms")
+	b.ReportMetric(r, "raw-1-p50-ms")
+	b.ReportMetric(m/r, "ratio")
 }
 
 func report(b *testing.B, lat []time.Duration) {

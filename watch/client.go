@@ -71,13 +71,13 @@ type Client struct {
 	applyMu sync.Mutex // serialises applying changes, so batches reach subscribers in order
 
 	mu        sync.Mutex
-	schemaRev int64                       // mod revision of the cluster schema adopted
-	schemaDoc []byte                      // its document, for the snapshot
-	raw       map[string]*mvccpb.KeyValue // every value key's last valid kv, by config key
-	rev       int64                       // the revision applied
-	from      Source                      // cluster, or snapshot until the first list
-	frozen    map[string]Value            // requires_restart keys: their values at start
-	pending   map[string]Value            // requires_restart keys: newer cluster values
+	schemaRev int64            // mod revision of the cluster schema adopted
+	schemaDoc []byte           // its document, for the snapshot
+	raw       map[string]held  // every value's last valid kv, decoded, by config key
+	rev       int64            // the revision applied
+	from      Source           // cluster, or snapshot until the first list
+	frozen    map[string]Value // requires_restart keys: their values at start
+	pending   map[string]Value // requires_restart keys: newer cluster values
 	rejected  map[string]Rejection
 	env       map[string]Value
 	revCh     chan struct{} // closed and replaced whenever rev advances
@@ -110,7 +110,7 @@ func New(ctx context.Context, etcd Etcd, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		etcd: etcd, opt: o, log: o.log, layout: kv.NewLayout(o.prefix), met: newMetrics(),
-		cache: newCache(o.cacheSize), raw: map[string]*mvccpb.KeyValue{}, frozen: map[string]Value{},
+		cache: newCache(o.cacheSize), raw: map[string]held{}, frozen: map[string]Value{},
 		pending: map[string]Value{}, rejected: map[string]Rejection{}, snapDirty: make(chan struct{}, 1),
 		revCh: make(chan struct{}),
 	}
@@ -330,13 +330,16 @@ func (c *Client) resolveLocked(key string) (v Value, ok, cacheable bool) {
 	if v, ok := c.frozen[key]; ok {
 		return v, true, true
 	}
-	if kvp, ok := c.raw[key]; ok {
-		e, err := c.layout.Decode(c.sch.Load(), kvp)
-		if err == nil {
-			return c.valueOf(e, c.from), true, true
-		}
+	if h, ok := c.raw[key]; ok {
+		return c.valueOf(h.e, c.from), true, true
 	}
 	return Value{}, false, false
+}
+
+// held is a stored value as etcd gave it and as the client's schema typed it.
+type held struct {
+	kv *mvccpb.KeyValue
+	e  *kv.Entry
 }
 
 func (c *Client) defaultValue(key string) (Value, bool) {

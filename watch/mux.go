@@ -40,7 +40,8 @@ const (
 	breakerFailures = 5
 	breakerBase     = time.Second
 	breakerMax      = time.Minute
-	runBurst        = 16 // batches a worker delivers to one subscriber before taking the next
+	runBurst        = 16  // batches a worker delivers to one subscriber before taking the next
+	dispatchChunk   = 128 // subscribers handed to the workers at a time while dispatching
 )
 
 // chunk is a list of subscribers to run. Every worker takes items from the
@@ -59,7 +60,7 @@ type sub struct {
 	m   *mux
 
 	mu        sync.Mutex
-	queue     []Batch // nil when idle
+	queue     []Batch // empty when idle; at most a few slots' buffer kept
 	scheduled bool    // in the run queue or running
 	dropped   int     // batches dropped since the last resync notice
 	reason    string  // why the first of them was dropped
@@ -145,14 +146,21 @@ func (m *mux) dispatch(b Batch) {
 	m.mu.RLock()
 	if len(b.Events) == 1 {
 		// The common case: every match gets the batch as it is, shared.
+		// Workers start on each chunk while the rest is enqueued.
 		key := b.Events[0].Key
 		for _, s := range m.exact[key] {
-			run = s.enqueue(b, run)
+			if run = s.enqueue(b, run); len(run) == dispatchChunk {
+				m.schedule(run...)
+				run = nil
+			}
 		}
 		for p, subs := range m.pref {
 			if (pattern{prefix: p}).matches(key) {
 				for _, s := range subs {
-					run = s.enqueue(b, run)
+					if run = s.enqueue(b, run); len(run) == dispatchChunk {
+						m.schedule(run...)
+						run = nil
+					}
 				}
 			}
 		}
@@ -292,26 +300,41 @@ func (m *mux) worker() {
 }
 
 // run delivers up to runBurst batches, then any pending resync notice. It
-// reports whether work remains.
+// reports whether work remains. It takes the subscriber's lock once per
+// call: to record the last call's outcome and take the next batch.
 func (s *sub) run() bool {
-	for i := 0; i < runBurst; i++ {
+	var (
+		called, failed bool
+		b              Batch
+		notice         *Resync
+	)
+	for i := 0; ; i++ {
 		s.mu.Lock()
+		if called {
+			s.record(failed)
+		}
 		if s.removed {
 			s.scheduled = false
 			s.mu.Unlock()
 			return false
 		}
-		var (
-			b      Batch
-			notice *Resync
-		)
+		if i == runBurst {
+			more := len(s.queue) > 0 || s.dropped > 0
+			if !more {
+				s.scheduled = false
+			}
+			s.mu.Unlock()
+			return more
+		}
+		b, notice = Batch{}, nil
 		switch {
 		case len(s.queue) > 0:
 			b = s.queue[0]
 			s.queue[0] = Batch{}
-			s.queue = s.queue[1:]
-			if len(s.queue) == 0 {
-				s.queue = nil // idle subscribers hold no buffer
+			if len(s.queue) == 1 && cap(s.queue) <= 4 {
+				s.queue = s.queue[:0] // keep a small buffer: no allocation per event
+			} else if s.queue = s.queue[1:]; len(s.queue) == 0 {
+				s.queue = nil // a burst's buffer is not kept
 			}
 			s.m.met.queued.Add(-1)
 		case s.dropped > 0 && !time.Now().Before(s.openUntil):
@@ -323,21 +346,14 @@ func (s *sub) run() bool {
 			return false
 		}
 		s.mu.Unlock()
-		s.call(b, notice)
+		failed, called = s.call(b, notice), true
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	more := len(s.queue) > 0 || s.dropped > 0
-	if !more {
-		s.scheduled = false
-	}
-	return more && !s.removed
 }
 
-// call runs the handler once, recovering a panic, and feeds the breaker.
-func (s *sub) call(b Batch, notice *Resync) {
+// call runs the handler once, recovering a panic. It reports whether the
+// call failed: panicked, or took longer than the slow threshold.
+func (s *sub) call(b Batch, notice *Resync) (failed bool) {
 	start := time.Now()
-	failed := false
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -363,8 +379,11 @@ func (s *sub) call(b Batch, notice *Resync) {
 		s.m.met.slow.Inc()
 		s.m.log.Warn("slow subscriber", zap.String("pattern", s.pat.String()), zap.Duration("took", d))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	return failed
+}
+
+// record feeds a call's outcome to the circuit breaker. s.mu is held.
+func (s *sub) record(failed bool) {
 	if !failed {
 		s.failures = 0
 		return

@@ -44,13 +44,13 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	// The differences, as watch events would have carried them.
 	var evs []*clientv3.Event
 	for key, kvp := range listed {
-		if old, ok := c.raw[key]; !ok || old.ModRevision != kvp.ModRevision {
+		if old, ok := c.raw[key]; !ok || old.kv.ModRevision != kvp.ModRevision {
 			evs = append(evs, &clientv3.Event{Type: clientv3.EventTypePut, Kv: kvp})
 		}
 	}
 	for key, old := range c.raw {
 		if _, ok := listed[key]; !ok {
-			evs = append(evs, &clientv3.Event{Type: clientv3.EventTypeDelete, Kv: &mvccpb.KeyValue{Key: old.Key, ModRevision: rev}})
+			evs = append(evs, &clientv3.Event{Type: clientv3.EventTypeDelete, Kv: &mvccpb.KeyValue{Key: old.kv.Key, ModRevision: rev}})
 		}
 	}
 	sort.Slice(evs, func(i, j int) bool { return string(evs[i].Kv.Key) < string(evs[j].Kv.Key) })
@@ -81,7 +81,23 @@ func (c *Client) takeSchemaLocked(kvp *mvccpb.KeyValue) bool {
 	}
 	c.sch.Store(sch)
 	c.schemaRev, c.schemaDoc = kvp.ModRevision, kvp.Value
+	c.retypeLocked()
 	return true
+}
+
+// retypeLocked decodes every held value again under a new schema; a value
+// that no longer fits is rejected and keeps its last typing.
+func (c *Client) retypeLocked() {
+	sch := c.sch.Load()
+	for key, h := range c.raw {
+		e, err := c.layout.Decode(sch, h.kv)
+		if err != nil {
+			c.rejected[key] = Rejection{Key: key, Revision: h.kv.ModRevision, Reason: err.Error(), Time: time.Now()}
+			c.met.rejected.Inc()
+			continue
+		}
+		c.raw[key] = held{h.kv, e}
+	}
 }
 
 // apply applies one revision's events from the watch.
@@ -135,7 +151,7 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 				continue
 			}
 			delete(c.rejected, key)
-			c.raw[key] = ev.Kv
+			c.raw[key] = held{ev.Kv, dec}
 			e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor, Revision: ev.Kv.ModRevision}
 			if had {
 				e.Kind = Update
@@ -191,10 +207,8 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 
 // currentLocked is the key's value before a change: stored, else default.
 func (c *Client) currentLocked(key string) (Value, bool) {
-	if kvp, ok := c.raw[key]; ok {
-		if e, err := c.layout.Decode(c.sch.Load(), kvp); err == nil {
-			return c.valueOf(e, SourceCluster), true
-		}
+	if h, ok := c.raw[key]; ok {
+		return c.valueOf(h.e, SourceCluster), true
 	}
 	d, _ := c.defaultValue(key)
 	return d, false

@@ -35,7 +35,8 @@ type snapshotValue struct {
 func (c *Client) writeSnapshot() error {
 	c.mu.Lock()
 	f := snapshotFile{Revision: c.rev, WrittenAt: time.Now().UTC(), Prefix: c.layout.Prefix(), Schema: string(c.schemaDoc)}
-	for _, kvp := range c.raw {
+	for _, h := range c.raw {
+		kvp := h.kv
 		f.Values = append(f.Values, snapshotValue{Key: string(kvp.Key), Envelope: kvp.Value,
 			ModRevision: kvp.ModRevision, CreateRevision: kvp.CreateRevision, Version: kvp.Version})
 	}
@@ -101,9 +102,16 @@ func (c *Client) loadSnapshot() error {
 	for _, v := range f.Values {
 		kvp := &mvccpb.KeyValue{Key: []byte(v.Key), Value: v.Envelope, ModRevision: v.ModRevision,
 			CreateRevision: v.CreateRevision, Version: v.Version}
-		if key, ok := c.layout.KeyOf(v.Key); ok {
-			c.raw[key] = kvp
+		key, ok := c.layout.KeyOf(v.Key)
+		if !ok {
+			continue
 		}
+		e, err := c.layout.Decode(c.sch.Load(), kvp)
+		if err != nil {
+			c.log.Error("snapshot value does not fit the schema; skipped", zap.String("key", key), zap.Error(err))
+			continue
+		}
+		c.raw[key] = held{kvp, e}
 	}
 	c.rev, c.from = f.Revision, SourceSnapshot
 	c.log.Info("serving from the snapshot", zap.String("file", c.opt.snapshot), zap.Int64("revision", f.Revision),
