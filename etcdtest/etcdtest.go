@@ -5,8 +5,11 @@ package etcdtest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,4 +123,79 @@ func FreeAddr(t testing.TB) string {
 // FreeURL is FreeAddr as an http URL.
 func FreeURL(t testing.TB) url.URL {
 	return url.URL{Scheme: "http", Host: FreeAddr(t)}
+}
+
+// Cluster is a multi-member etcd cluster of embedded members.
+type Cluster struct {
+	Members []*Member
+}
+
+// StartCluster runs an n-member cluster until the test ends.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	cl := &Cluster{}
+	var initial []string
+	for i := 0; i < n; i++ {
+		cfg := embed.NewConfig()
+		cfg.Dir = t.TempDir()
+		cfg.Name = fmt.Sprintf("m%d", i)
+		cfg.Logger = "zap"
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		peer, client := FreeURL(t), FreeURL(t)
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+		cfg.MaxTxnOps = 4096
+		initial = append(initial, cfg.Name+"="+peer.String())
+		cl.Members = append(cl.Members, &Member{Endpoint: client.String(), cfg: cfg})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, m := range cl.Members {
+		m.cfg.InitialCluster = strings.Join(initial, ",")
+		wg.Add(1)
+		go func(i int, m *Member) {
+			defer wg.Done()
+			e, err := embed.StartEtcd(m.cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			select {
+			case <-e.Server.ReadyNotify():
+			case <-time.After(60 * time.Second):
+				errs[i] = fmt.Errorf("member %s not ready within 60s", m.cfg.Name)
+			}
+			m.Etcd = e
+		}(i, m)
+	}
+	wg.Wait()
+	for _, m := range cl.Members {
+		t.Cleanup(m.Stop)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
+	}
+	return cl
+}
+
+// Endpoints are the client URLs of every member.
+func (cl *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range cl.Members {
+		out = append(out, m.Endpoint)
+	}
+	return out
+}
+
+// Client returns a client of every member, closed when the test ends.
+func (cl *Cluster) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

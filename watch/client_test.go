@@ -24,6 +24,13 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(),
 		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		// etcd's peer transports (rafthttp) keep keep-alive connections
+		// between members open after a member restarts; this package runs
+		// no HTTP of its own.
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*conn).serve"),
+		goleak.IgnoreAnyFunction("net/http.(*connReader).backgroundRead"),
 	)
 }
 
@@ -464,4 +471,39 @@ func TestServiceSchemaRejects(t *testing.T) {
 	}
 	e.set(t, "taskqueue.max_workers", "20")
 	eventually(t, "recovery", func() bool { return c.Int("taskqueue.max_workers", 0) == 20 && len(c.Rejections()) == 0 })
+}
+
+// A three-member cluster: each member in turn is stopped while writes go
+// on; whichever member the client's watch was on, it moves to another and
+// misses nothing.
+func TestFailoverAcrossMembers(t *testing.T) {
+	cl := etcdtest.StartCluster(t, 3)
+	etcd := cl.Client(t)
+	s := kv.New(etcd)
+	doc, _ := os.ReadFile("../examples/schema.yaml")
+	if _, err := s.SetSchema(bg(t), kv.Meta{}, doc); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{etcd: etcd, store: s}
+	c := newClient(t, etcd)
+	rec := &recorder{}
+	c.Subscribe("taskqueue.*", rec)
+	var want []int64
+	for i, m := range cl.Members {
+		m.Stop()
+		want = append(want, e.set(t, "taskqueue.max_workers", fmt.Sprint(10+i)))
+		eventually(t, fmt.Sprintf("the write with member %d down", i), func() bool { return rec.last() == want[len(want)-1] })
+		m.Restart(t)
+	}
+	b, _ := rec.snapshot()
+	var got []int64
+	for _, x := range b {
+		got = append(got, x.Revision)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("revisions %v, want %v", got, want)
+	}
+	if c.Int("taskqueue.max_workers", 0) != 12 {
+		t.Fatal("cache")
+	}
 }
