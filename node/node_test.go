@@ -10,19 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
 	"cfgcluster/node"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-	)
-}
+func TestMain(m *testing.M) { etcdtest.VerifyNoLeaks(m) }
 
 func startNode(t testing.TB, schemaFile string) (*node.Node, *api.Client) {
 	t.Helper()

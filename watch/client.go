@@ -290,11 +290,21 @@ func (c *Client) Lookup(key string) (Value, error) {
 	if err := schema.ValidKeyName(key); err != nil {
 		return Value{}, err
 	}
+	// Resolve and fill the cache under c.mu, so a change the watch applies
+	// meanwhile cannot be overwritten by the older value found here.
 	c.mu.Lock()
-	v, ok, cacheable := c.resolveLocked(key)
+	v, ok := c.resolveLocked(key)
+	if !ok && c.synced.Load() {
+		v, ok = c.defaultValue(key)
+	}
+	if ok {
+		c.cache.update([]*entry{c.newEntry(v)}, nil)
+	}
+	askEtcd := !ok && !c.synced.Load() && c.from != SourceSnapshot
 	c.mu.Unlock()
-	if !ok && !c.synced.Load() && c.from != SourceSnapshot {
-		// Not listed yet and no snapshot: ask the nearest member directly.
+	if askEtcd {
+		// Not listed yet and no snapshot: ask the nearest member directly
+		// (not cached: the watch does not vouch for it yet).
 		ctx, cancel := context.WithTimeout(context.Background(), c.opt.readTimeout)
 		resp, err := c.etcd.Get(ctx, c.layout.ValueKey(key), clientv3.WithSerializable())
 		cancel()
@@ -306,7 +316,6 @@ func (c *Client) Lookup(key string) (Value, error) {
 	}
 	if !ok {
 		v, ok = c.defaultValue(key)
-		cacheable = ok && c.synced.Load()
 	}
 	if !ok {
 		if _, known := c.sch.Load().Lookup(key); !known {
@@ -314,26 +323,22 @@ func (c *Client) Lookup(key string) (Value, error) {
 		}
 		return Value{}, cfgerr.Errorf(cfgerr.NotFound, key, "", "the key has no value and no default")
 	}
-	if cacheable {
-		c.cache.update([]*entry{c.newEntry(v)}, nil)
-	}
 	return v, nil
 }
 
 // resolveLocked finds key in the environment, the frozen start values and
-// the watched state. cacheable says whether the answer may be cached (the
-// watch keeps it current from here).
-func (c *Client) resolveLocked(key string) (v Value, ok, cacheable bool) {
+// the held state (the watched values, or the snapshot's).
+func (c *Client) resolveLocked(key string) (Value, bool) {
 	if v, ok := c.env[key]; ok {
-		return v, true, true
+		return v, true
 	}
 	if v, ok := c.frozen[key]; ok {
-		return v, true, true
+		return v, true
 	}
 	if h, ok := c.raw[key]; ok {
-		return c.valueOf(h.e, c.from), true, true
+		return c.valueOf(h.e, c.from), true
 	}
-	return Value{}, false, false
+	return Value{}, false
 }
 
 // held is a stored value as etcd gave it and as the client's schema typed it.
@@ -416,7 +421,7 @@ func (c *Client) freeze() {
 		if _, done := c.frozen[name]; done {
 			continue
 		}
-		v, ok, _ := c.resolveLocked(name)
+		v, ok := c.resolveLocked(name)
 		if !ok {
 			v, ok = c.defaultValue(name)
 		}
@@ -476,19 +481,27 @@ func (c *Client) Refresh(ctx context.Context, keys ...string) error {
 		if err != nil {
 			return cfgerr.Errorf(cfgerr.Unavailable, key, "", "refresh: %v", err)
 		}
-		c.cache.update(nil, []string{key})
+		var e *kv.Entry
+		if len(resp.Kvs) > 0 {
+			if e, err = c.layout.Decode(c.sch.Load(), resp.Kvs[0]); err != nil {
+				return err
+			}
+		}
 		c.mu.Lock()
 		_, env := c.env[key]
 		_, frozen := c.frozen[key]
+		h, held := c.raw[key]
+		switch {
+		case env || frozen:
+			// The environment or the start value wins: nothing to refresh.
+		case held && (e == nil || h.kv.ModRevision > e.Revision):
+			// The watch has applied something newer than this read already.
+		case e == nil:
+			c.cache.update(nil, []string{key}) // the next Lookup resolves it
+		default:
+			c.cache.update([]*entry{c.newEntry(c.valueOf(e, SourceCluster))}, nil)
+		}
 		c.mu.Unlock()
-		if env || frozen || len(resp.Kvs) == 0 {
-			continue // the next Lookup resolves it as the chain says
-		}
-		e, err := c.layout.Decode(c.sch.Load(), resp.Kvs[0])
-		if err != nil {
-			return err
-		}
-		c.cache.update([]*entry{c.newEntry(c.valueOf(e, SourceCluster))}, nil)
 	}
 	return nil
 }

@@ -22,8 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+	etcdtest.VerifyNoLeaks(m,
 		// etcd's peer transports (rafthttp) keep keep-alive connections
 		// between members open after a member restarts; this package runs
 		// no HTTP of its own.

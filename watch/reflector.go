@@ -183,7 +183,7 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 			}
 		} else if _, ok := cached[key]; ok {
 			// Proactive refresh: a cached key gets its new value now.
-			if v, ok, _ := c.resolveLocked(key); ok {
+			if v, ok := c.resolveLocked(key); ok {
 				puts = append(puts, c.newEntry(v))
 			} else if d, ok := c.defaultValue(key); ok {
 				puts = append(puts, c.newEntry(d))
