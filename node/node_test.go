@@ -220,6 +220,9 @@ func TestAPIErrors(t *testing.T) {
 		`cfgcluster_kv_validation_failures_total{reason="rule"} 1`,
 		`cfgcluster_kv_writes_total{action="set",outcome="invalid"}`,
 		`etcd_server_has_leader 1`,
+		`cfgcluster_watch_cache_hits_total`,
+		`cfgcluster_watch_staleness_seconds`,
+		`cfgcluster_watch_subscribers 1`,
 	} {
 		if !bytes.Contains(data, []byte(want)) {
 			t.Errorf("metrics lack %s:\n%s", want, grep(data, "cfgcluster_"))

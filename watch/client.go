@@ -83,7 +83,8 @@ type Client struct {
 	revCh     chan struct{} // closed and replaced whenever rev advances
 
 	synced    atomic.Bool
-	confirmed atomic.Int64 // unix nanos when etcd last confirmed the revision
+	attempts  atomic.Uint64 // watch streams opened
+	confirmed atomic.Int64  // unix nanos when etcd last confirmed the revision
 	snapDirty chan struct{}
 
 	cancel context.CancelFunc

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
@@ -505,4 +507,62 @@ func TestFailoverAcrossMembers(t *testing.T) {
 	if c.Int("taskqueue.max_workers", 0) != 12 {
 		t.Fatal("cache")
 	}
+}
+
+// A member cut off without a reset (its traffic blackholed, connections
+// left open): the watch on it stops hearing progress, is deemed stuck and
+// restarted, and lands on another member.
+func TestStuckMemberIsLeft(t *testing.T) {
+	cl := etcdtest.StartCluster(t, 3)
+	direct := cl.Client(t)
+	s := kv.New(direct)
+	doc, _ := os.ReadFile("../examples/schema.yaml")
+	if _, err := s.SetSchema(bg(t), kv.Meta{}, doc); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{etcd: direct, store: s}
+	p := etcdtest.NewProxy(t, strings.TrimPrefix(cl.Members[0].Endpoint, "http://"))
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.Addr}, DialTimeout: 2 * time.Second,
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	reg := prometheus.NewRegistry()
+	c := newClient(t, etcd, watch.WithRegisterer(reg))
+	r := e.set(t, "log.level", "warn")
+	eventually(t, "the first write", func() bool { return c.Revision() >= r })
+
+	etcd.SetEndpoints("http://"+p.Addr, cl.Members[1].Endpoint, cl.Members[2].Endpoint)
+	p.Blackhole()
+	r = e.set(t, "log.level", "error")
+	eventually(t, "the write made while the watch's member is cut off", func() bool { return c.String("log.level", "") == "error" })
+	if got := counter(t, reg, "cfgcluster_watch_restarts_total", "stuck"); got < 1 {
+		t.Fatalf("restarts{reason=stuck} = %v", got)
+	}
+	if c.Staleness() > 2*time.Second {
+		t.Fatalf("staleness %v after moving", c.Staleness())
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }

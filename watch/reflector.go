@@ -5,12 +5,14 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 
 	"cfgcluster/schema"
 )
@@ -264,7 +266,11 @@ func (c *Client) sleep(ctx context.Context, failures int) {
 
 // watchOnce runs one etcd watch until it fails, and says why.
 func (c *Client) watchOnce(ctx context.Context, from int64) (reason string, err error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// Each attempt gets its own gRPC stream (clientv3 shares a stream among
+	// watches with the same metadata), so a restart after a stuck member
+	// opens a new stream, which the balancer may place on another member.
+	attempt := strconv.FormatUint(c.attempts.Add(1), 10)
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "cfgcluster-watch-attempt", attempt))
 	defer cancel()
 	start, end := c.layout.ClientRange()
 	wch := c.etcd.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(from),
