@@ -76,12 +76,12 @@ func (c *Client) transport() http.RoundTripper {
 func ReadEvents(r io.Reader, fn func(event string, data []byte) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	event, data := "", []byte(nil)
+	event, data, has := "", []byte(nil), false
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
 		case line == "":
-			if data != nil {
+			if has {
 				if event == "" {
 					event = "message"
 				}
@@ -89,15 +89,16 @@ func ReadEvents(r io.Reader, fn func(event string, data []byte) error) error {
 					return err
 				}
 			}
-			event, data = "", nil
+			event, data, has = "", nil, false
 		case strings.HasPrefix(line, ":"):
 		case strings.HasPrefix(line, "event:"):
 			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
 		case strings.HasPrefix(line, "data:"):
-			if data != nil {
+			if has {
 				data = append(data, '\n')
 			}
 			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " ")...)
+			has = true
 		}
 	}
 	if err := sc.Err(); err != nil && !strings.Contains(err.Error(), "context canceled") {

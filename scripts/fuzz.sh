@@ -6,3 +6,4 @@ t=${1:-60s}
 for f in FuzzParse FuzzParseText; do
   go test ./schema -run '^$' -fuzz "^$f\$" -fuzztime "$t"
 done
+go test ./api -run '^$' -fuzz '^FuzzReadEvents$' -fuzztime "$t"
