@@ -124,3 +124,13 @@ func (s *Store) scanAudit(ctx context.Context, before int64, fn func(*AuditRecor
 		before = resp.Kvs[len(resp.Kvs)-1].ModRevision
 	}
 }
+
+// AuditOp is the put of an audit record, for changes that are not value
+// writes (maintenance windows) but are audited in their own transaction
+// all the same. The record's revision is the transaction's.
+func (s *Store) AuditOp(meta Meta, changes []Change) clientv3.Op {
+	now := s.now()
+	rec := AuditRecord{Time: now.UTC(), Actor: meta.Actor, Action: meta.Action, Comment: meta.Comment, Changes: changes}
+	data, _ := json.Marshal(rec)
+	return clientv3.OpPut(s.layout.newAuditKey(now), string(data))
+}

@@ -80,7 +80,8 @@ type Client struct {
 	pending   map[string]Value // requires_restart keys: newer cluster values
 	rejected  map[string]Rejection
 	env       map[string]Value
-	revCh     chan struct{} // closed and replaced whenever rev advances
+	revCh     chan struct{}         // closed and replaced whenever rev advances
+	windows   map[string]*kv.Window // maintenance windows by scope, as stored
 
 	synced    atomic.Bool
 	attempts  atomic.Uint64 // watch streams opened
@@ -113,7 +114,7 @@ func New(ctx context.Context, etcd Etcd, opts ...Option) (*Client, error) {
 		etcd: etcd, opt: o, log: o.log, layout: kv.NewLayout(o.prefix), met: newMetrics(),
 		cache: newCache(o.cacheSize), raw: map[string]held{}, frozen: map[string]Value{},
 		pending: map[string]Value{}, rejected: map[string]Rejection{}, snapDirty: make(chan struct{}, 1),
-		revCh: make(chan struct{}),
+		revCh: make(chan struct{}), windows: map[string]*kv.Window{},
 	}
 	c.mux = newMux(o.log, c.met, o.workers, o.queueSize, o.slow)
 	if o.schema != nil {
@@ -170,6 +171,9 @@ func (c *Client) Close() error {
 	})
 	return nil
 }
+
+// Layout is the key layout the client reads.
+func (c *Client) Layout() kv.Layout { return c.layout }
 
 // Schema is the schema the client checks values against: the service's own
 // (WithSchema) or the cluster's.
@@ -505,6 +509,49 @@ func (c *Client) Refresh(ctx context.Context, keys ...string) error {
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// Maintenance returns the maintenance window open now on scope, or on the
+// global scope (the seed design's MaintenanceModeService). A window is open
+// while now < its end, whether or not its key has expired yet, and the watch
+// brings openings and early ends within milliseconds.
+func (c *Client) Maintenance(scope string) (kv.Window, bool) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range []string{scope, kv.GlobalScope} {
+		if w, ok := c.windows[s]; ok && w.OpenAt(now) {
+			return *w, true
+		}
+	}
+	return kv.Window{}, false
+}
+
+// IsMaintenance reports whether scope (or everything) is in maintenance now.
+func (c *Client) IsMaintenance(scope string) bool {
+	_, ok := c.Maintenance(scope)
+	return ok
+}
+
+// InstanceReport is what this client reports to the instance registry
+// (leases.Register): the revision applied, the values refused, the keys
+// waiting for a restart and the keys it reads.
+func (c *Client) InstanceReport() kv.Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := kv.Report{Applied: c.rev}
+	if c.ownSchema {
+		r.Reads = c.sch.Load().KeyNames()
+	}
+	for _, j := range c.rejected {
+		r.Rejected = append(r.Rejected, kv.Rejection{Key: j.Key, Revision: j.Revision, Reason: j.Reason})
+	}
+	sort.Slice(r.Rejected, func(i, j int) bool { return r.Rejected[i].Key < r.Rejected[j].Key })
+	for k := range c.pending {
+		r.Pending = append(r.Pending, k)
+	}
+	sort.Strings(r.Pending)
+	return r
 }
 
 // Subscription is a registered handler: pass it to Unsubscribe.

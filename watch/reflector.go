@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/metadata"
 
+	"cfgcluster/kv"
 	"cfgcluster/schema"
 )
 
@@ -35,13 +37,19 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	c.mu.Lock()
 	listed := map[string]*mvccpb.KeyValue{}
 	var schemaKV *mvccpb.KeyValue
+	windows := map[string]*kv.Window{}
 	for _, kvp := range resp.Kvs {
 		if string(kvp.Key) == c.layout.SchemaKey() {
 			schemaKV = kvp
 		} else if key, ok := c.layout.KeyOf(string(kvp.Key)); ok {
 			listed[key] = kvp
+		} else if scope, ok := strings.CutPrefix(string(kvp.Key), c.layout.MaintenancePrefix()); ok {
+			if w, err := kv.DecodeWindow(kvp.Value); err == nil {
+				windows[scope] = w
+			}
 		}
 	}
+	c.windows = windows
 	schemaChanged := c.takeSchemaLocked(schemaKV)
 	// The differences, as watch events would have carried them.
 	var evs []*clientv3.Event
@@ -137,9 +145,13 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 			}
 			continue
 		}
+		if scope, ok := strings.CutPrefix(ek, c.layout.MaintenancePrefix()); ok {
+			c.applyWindowLocked(scope, ev)
+			continue
+		}
 		key, ok := c.layout.KeyOf(ek)
 		if !ok {
-			continue // another area of the range (maintenance windows, proposals)
+			continue // another area of the range (scheduled windows, proposals)
 		}
 		old, had := c.currentLocked(key)
 		var e Event
@@ -205,6 +217,20 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 	if len(evs) > 0 {
 		c.markDirty()
 	}
+}
+
+// applyWindowLocked follows a maintenance window's key.
+func (c *Client) applyWindowLocked(scope string, ev *clientv3.Event) {
+	if ev.Type == clientv3.EventTypeDelete {
+		delete(c.windows, scope)
+		return
+	}
+	w, err := kv.DecodeWindow(ev.Kv.Value)
+	if err != nil {
+		c.log.Error("ignoring a corrupt maintenance window", zap.String("scope", scope), zap.Error(err))
+		return
+	}
+	c.windows[scope] = w
 }
 
 // currentLocked is the key's value before a change: stored, else default.

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 
+	"cfgcluster/kv"
 	"cfgcluster/schema"
 )
 
@@ -20,6 +21,7 @@ type snapshotFile struct {
 	Prefix    string          `json:"prefix"`
 	Schema    string          `json:"schema,omitempty"` // the cluster's schema document
 	Values    []snapshotValue `json:"values"`
+	Windows   []*kv.Window    `json:"windows,omitempty"` // maintenance windows
 }
 
 type snapshotValue struct {
@@ -39,6 +41,9 @@ func (c *Client) writeSnapshot() error {
 		kvp := h.kv
 		f.Values = append(f.Values, snapshotValue{Key: string(kvp.Key), Envelope: kvp.Value,
 			ModRevision: kvp.ModRevision, CreateRevision: kvp.CreateRevision, Version: kvp.Version})
+	}
+	for _, w := range c.windows {
+		f.Windows = append(f.Windows, w)
 	}
 	c.mu.Unlock()
 	data, err := json.Marshal(f)
@@ -112,6 +117,9 @@ func (c *Client) loadSnapshot() error {
 			continue
 		}
 		c.raw[key] = held{kvp, e}
+	}
+	for _, w := range f.Windows {
+		c.windows[w.Scope] = w
 	}
 	c.rev, c.from = f.Revision, SourceSnapshot
 	c.log.Info("serving from the snapshot", zap.String("file", c.opt.snapshot), zap.Int64("revision", f.Revision),

@@ -1,0 +1,324 @@
+package leases
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
+	"cfgcluster/schema"
+)
+
+// Audit actions of maintenance windows.
+const (
+	ActionOn       = "maintenance.on"
+	ActionExtend   = "maintenance.extend"
+	ActionOff      = "maintenance.off"
+	ActionSchedule = "maintenance.schedule"
+	ActionCancel   = "maintenance.cancel"
+)
+
+// DefaultLeaseMargin is how long a window's key outlives its end time.
+const DefaultLeaseMargin = 5 * time.Second
+
+// MaxWindow is the longest window.
+const MaxWindow = 30 * 24 * time.Hour
+
+// Maintenance opens, extends and ends maintenance windows. It is safe for
+// concurrent use and starts no goroutines.
+type Maintenance struct {
+	cli    *clientv3.Client
+	store  *kv.Store
+	layout kv.Layout
+	margin time.Duration
+	now    func() time.Time
+}
+
+// NewMaintenance returns the maintenance windows of the store's cluster.
+// margin is how long a window's key outlives its end (0: DefaultLeaseMargin).
+func NewMaintenance(cli *clientv3.Client, store *kv.Store, margin time.Duration) *Maintenance {
+	if margin <= 0 {
+		margin = DefaultLeaseMargin
+	}
+	return &Maintenance{cli: cli, store: store, layout: store.Layout(), margin: margin, now: time.Now}
+}
+
+func checkScope(scope string) error {
+	if err := schema.ValidKeyName(scope); err != nil || len(scope) > 128 || containsDot(scope) {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "scope", "%q is not a scope: use %q or a service name of [a-z0-9_-]", scope, kv.GlobalScope)
+	}
+	return nil
+}
+
+func containsDot(s string) bool {
+	for _, r := range s {
+		if r == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+func checkWindow(reason string, d time.Duration) error {
+	if reason == "" {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "reason", "a maintenance window needs a reason")
+	}
+	if d <= 0 || d > MaxWindow {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "duration", "%v is not a window length (more than 0, at most %v)", d, MaxWindow)
+	}
+	return nil
+}
+
+func newID(t time.Time) string { return fmt.Sprintf("%d-%04x", t.UnixMilli(), rand.Uint32()&0xffff) }
+
+// grant makes a lease that outlives end by the margin.
+func (m *Maintenance) grant(ctx context.Context, end time.Time) (clientv3.LeaseID, error) {
+	ttl := int64(time.Until(end.Add(m.margin)).Seconds()) + 1
+	l, err := m.cli.Grant(ctx, ttl)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return l.ID, nil
+}
+
+func unavailable(err error) error {
+	return &cfgerr.Error{Code: cfgerr.Unavailable, Message: "etcd: " + err.Error(), Err: err}
+}
+
+func change(w *kv.Window, old *kv.Window) kv.Change {
+	c := kv.Change{Key: "maintenance/" + w.Scope, New: w}
+	if old != nil {
+		c.Old = old
+	}
+	return c
+}
+
+// current reads a scope's window, open or not yet swept, and its mod revision.
+func (m *Maintenance) current(ctx context.Context, scope string) (*kv.Window, int64, error) {
+	resp, err := m.cli.Get(ctx, m.layout.MaintenanceKey(scope))
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, nil
+	}
+	w, err := kv.DecodeWindow(resp.Kvs[0].Value)
+	return w, resp.Kvs[0].ModRevision, err
+}
+
+// Enable opens a window on scope now, for d.
+func (m *Maintenance) Enable(ctx context.Context, scope, reason, author string, d time.Duration) (*kv.Window, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, err
+	}
+	if err := checkWindow(reason, d); err != nil {
+		return nil, err
+	}
+	old, rev, err := m.current(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	if old != nil && old.OpenAt(now) {
+		return nil, cfgerr.Errorf(cfgerr.Conflict, "", "scope", "a window is open on %q until %s (%s): extend it or end it",
+			scope, old.End.Format(time.RFC3339), old.Reason)
+	}
+	w := &kv.Window{ID: newID(now), Scope: scope, Reason: reason, Author: author, Start: now, End: now.Add(d)}
+	return w, m.put(ctx, w, old, rev, ActionOn, nil)
+}
+
+// put writes w under a new lease if the scope's key is still at rev, with
+// its audit record; extra ops go in the same transaction.
+func (m *Maintenance) put(ctx context.Context, w, old *kv.Window, rev int64, action string, guard []clientv3.Cmp, extra ...clientv3.Op) error {
+	lease, err := m.grant(ctx, w.End)
+	if err != nil {
+		return err
+	}
+	key := m.layout.MaintenanceKey(w.Scope)
+	ops := append([]clientv3.Op{clientv3.OpPut(key, string(kv.EncodeRecord(w)), clientv3.WithLease(lease)),
+		m.store.AuditOp(kv.Meta{Actor: w.Author, Action: action, Comment: w.Reason}, []kv.Change{change(w, old)})}, extra...)
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, guard...)
+	resp, err := m.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		m.cli.Revoke(context.WithoutCancel(ctx), lease)
+		return unavailable(err)
+	}
+	if !resp.Succeeded {
+		m.cli.Revoke(context.WithoutCancel(ctx), lease)
+		return cfgerr.Errorf(cfgerr.Conflict, "", "scope", "the window of %q changed meanwhile; try again", w.Scope)
+	}
+	return nil
+}
+
+// Extend moves the end of scope's open window d later.
+func (m *Maintenance) Extend(ctx context.Context, scope, author string, d time.Duration) (*kv.Window, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, err
+	}
+	old, rev, err := m.current(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	if old == nil || !old.OpenAt(m.now()) {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
+	}
+	if err := checkWindow(old.Reason, old.End.Add(d).Sub(old.Start)); err != nil || d <= 0 {
+		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "duration", "cannot extend by %v (a window lasts at most %v)", d, MaxWindow)
+	}
+	w := *old
+	w.End, w.Author = old.End.Add(d), author
+	return &w, m.put(ctx, &w, old, rev, ActionExtend, nil)
+}
+
+// End closes scope's open window now.
+func (m *Maintenance) End(ctx context.Context, scope, author string) (*kv.Window, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, err
+	}
+	old, rev, err := m.current(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	if old == nil || !old.OpenAt(m.now()) {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
+	}
+	closed := *old
+	closed.End, closed.Author = m.now(), author
+	key := m.layout.MaintenanceKey(scope)
+	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key),
+		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionOff, Comment: old.Reason}, []kv.Change{change(&closed, old)})).Commit()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if !resp.Succeeded {
+		return nil, cfgerr.Errorf(cfgerr.Conflict, "", "scope", "the window of %q changed meanwhile; try again", scope)
+	}
+	return &closed, nil
+}
+
+// Status returns scope's open window.
+func (m *Maintenance) Status(ctx context.Context, scope string) (*kv.Window, bool, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, false, err
+	}
+	w, _, err := m.current(ctx, scope)
+	if err != nil || w == nil {
+		return nil, false, err
+	}
+	return w, w.OpenAt(m.now()), nil
+}
+
+// List returns the open windows and the scheduled ones.
+func (m *Maintenance) List(ctx context.Context) (open, scheduled []*kv.Window, err error) {
+	now := m.now()
+	for _, p := range []string{m.layout.MaintenancePrefix(), m.layout.SchedulePrefix()} {
+		resp, err := m.cli.Get(ctx, p, clientv3.WithPrefix())
+		if err != nil {
+			return nil, nil, unavailable(err)
+		}
+		for _, x := range resp.Kvs {
+			w, err := kv.DecodeWindow(x.Value)
+			if err != nil {
+				return nil, nil, err
+			}
+			switch {
+			case p == m.layout.SchedulePrefix():
+				scheduled = append(scheduled, w)
+			case w.OpenAt(now):
+				open = append(open, w)
+			}
+		}
+	}
+	return open, scheduled, nil
+}
+
+// History returns the audit records of maintenance windows, newest first.
+func (m *Maintenance) History(ctx context.Context, limit int) ([]*kv.AuditRecord, error) {
+	var out []*kv.AuditRecord
+	recs, err := m.store.Audit(ctx, kv.AuditQuery{Limit: 10000})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if len(r.Action) > 12 && r.Action[:12] == "maintenance." {
+			out = append(out, r)
+			if len(out) == limit {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// Schedule plans a window on scope from at, for d. The scheduler opens it.
+func (m *Maintenance) Schedule(ctx context.Context, scope, reason, author string, at time.Time, d time.Duration) (*kv.Window, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, err
+	}
+	if err := checkWindow(reason, d); err != nil {
+		return nil, err
+	}
+	if !at.After(m.now()) {
+		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "at", "%s is not in the future: open the window now instead", at.Format(time.RFC3339))
+	}
+	w := &kv.Window{ID: newID(m.now()), Scope: scope, Reason: reason, Author: author, Start: at, End: at.Add(d)}
+	lease, err := m.grant(ctx, w.End)
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.cli.Txn(ctx).Then(
+		clientv3.OpPut(m.layout.SchedulePrefix()+w.ID, string(kv.EncodeRecord(w)), clientv3.WithLease(lease)),
+		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionSchedule, Comment: reason}, []kv.Change{change(w, nil)})).Commit()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return w, nil
+}
+
+// Cancel removes a scheduled window that has not opened.
+func (m *Maintenance) Cancel(ctx context.Context, id, author string) error {
+	key := m.layout.SchedulePrefix() + id
+	resp, err := m.cli.Get(ctx, key)
+	if err != nil {
+		return unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return cfgerr.Errorf(cfgerr.NotFound, "", "id", "no scheduled window %q", id)
+	}
+	w, err := kv.DecodeWindow(resp.Kvs[0].Value)
+	if err != nil {
+		return err
+	}
+	tr, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(clientv3.OpDelete(key),
+		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionCancel, Comment: w.Reason}, []kv.Change{{Key: "maintenance/" + w.Scope, Old: w}})).Commit()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !tr.Succeeded {
+		return cfgerr.Errorf(cfgerr.Conflict, "", "id", "scheduled window %q opened or changed meanwhile", id)
+	}
+	return nil
+}
+
+// openScheduled opens a due scheduled window, once: the transaction deletes
+// the scheduled key and fails if another node did so first.
+func (m *Maintenance) openScheduled(ctx context.Context, key string, modRev int64, w *kv.Window) (bool, error) {
+	old, rev, err := m.current(ctx, w.Scope)
+	if err != nil {
+		return false, err
+	}
+	open := *w
+	if old != nil && old.OpenAt(m.now()) && old.End.After(open.End) {
+		open.End = old.End // never shorten a window already open
+	}
+	err = m.put(ctx, &open, old, rev, ActionOn,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, clientv3.OpDelete(key))
+	if cfgerr.CodeOf(err) == cfgerr.Conflict {
+		return false, nil // another node opened it, or it was cancelled
+	}
+	return err == nil, err
+}
