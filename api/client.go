@@ -47,8 +47,21 @@ func (c *Client) List(ctx context.Context, prefix string, rev int64) (*ValueList
 
 // Set writes one key.
 func (c *Client) Set(ctx context.Context, key string, req SetRequest) (*WriteResult, error) {
+	return c.SetWait(ctx, key, req, 0)
+}
+
+// SetWait writes one key, then waits up to wait for every live instance
+// that reads it to apply the write (see WriteResult.Rollout).
+func (c *Client) SetWait(ctx context.Context, key string, req SetRequest, wait time.Duration) (*WriteResult, error) {
 	var r WriteResult
-	return &r, c.do(ctx, http.MethodPut, "/v1/keys/"+url.PathEscape(key), req, &r)
+	return &r, c.do(ctx, http.MethodPut, "/v1/keys/"+url.PathEscape(key)+waitQuery(wait), req, &r)
+}
+
+func waitQuery(wait time.Duration) string {
+	if wait <= 0 {
+		return ""
+	}
+	return "?wait=" + wait.String()
 }
 
 // Delete removes a key's value: it falls back to its default.
@@ -63,8 +76,59 @@ func (c *Client) Delete(ctx context.Context, key, comment string) (*WriteResult,
 
 // Apply writes a batch: every change or none.
 func (c *Client) Apply(ctx context.Context, req ApplyRequest) (*WriteResult, error) {
+	return c.ApplyWait(ctx, req, 0)
+}
+
+// ApplyWait writes a batch, then waits as SetWait does.
+func (c *Client) ApplyWait(ctx context.Context, req ApplyRequest, wait time.Duration) (*WriteResult, error) {
 	var r WriteResult
-	return &r, c.do(ctx, http.MethodPost, "/v1/apply", req, &r)
+	return &r, c.do(ctx, http.MethodPost, "/v1/apply"+waitQuery(wait), req, &r)
+}
+
+// Maintenance opens (or, with At, schedules) a window.
+func (c *Client) Maintenance(ctx context.Context, req MaintenanceRequest) (*Window, error) {
+	var w Window
+	return &w, c.do(ctx, http.MethodPost, "/v1/maintenance", req, &w)
+}
+
+// ExtendMaintenance moves a scope's window end later.
+func (c *Client) ExtendMaintenance(ctx context.Context, scope string, d time.Duration) (*Window, error) {
+	var w Window
+	return &w, c.do(ctx, http.MethodPost, "/v1/maintenance/"+url.PathEscape(scope)+"/extend", ExtendRequest{Duration: d.String()}, &w)
+}
+
+// EndMaintenance closes a scope's window now.
+func (c *Client) EndMaintenance(ctx context.Context, scope string) (*Window, error) {
+	var w Window
+	return &w, c.do(ctx, http.MethodDelete, "/v1/maintenance/"+url.PathEscape(scope), nil, &w)
+}
+
+// MaintenanceStatus returns a scope's window.
+func (c *Client) MaintenanceStatus(ctx context.Context, scope string) (*MaintenanceStatus, error) {
+	var s MaintenanceStatus
+	return &s, c.do(ctx, http.MethodGet, "/v1/maintenance/"+url.PathEscape(scope), nil, &s)
+}
+
+// MaintenanceList returns the open and scheduled windows.
+func (c *Client) MaintenanceList(ctx context.Context) (*MaintenanceList, error) {
+	var l MaintenanceList
+	return &l, c.do(ctx, http.MethodGet, "/v1/maintenance", nil, &l)
+}
+
+// Instances lists live instances, of one service or ("") all.
+func (c *Client) Instances(ctx context.Context, service string) (*InstanceList, error) {
+	var l InstanceList
+	q := ""
+	if service != "" {
+		q = "?" + url.Values{"service": {service}}.Encode()
+	}
+	return &l, c.do(ctx, http.MethodGet, "/v1/instances"+q, nil, &l)
+}
+
+// Rollout shows which instances have applied revision rev.
+func (c *Client) Rollout(ctx context.Context, rev int64) (*Rollout, error) {
+	var r Rollout
+	return &r, c.do(ctx, http.MethodGet, "/v1/rollout/"+strconv.FormatInt(rev, 10), nil, &r)
 }
 
 // History returns every known revision of a key, newest first.

@@ -67,6 +67,7 @@ type WriteResult struct {
 	Revision int64          `json:"revision,omitempty"`
 	DryRun   bool           `json:"dry_run,omitempty"`
 	Changes  []ChangeRecord `json:"changes"`
+	Rollout  *Rollout       `json:"rollout,omitempty"` // with ?wait=
 }
 
 // ChangeRecord is one key's part of a change.
@@ -190,4 +191,82 @@ type WatchEvent struct {
 type WatchResync struct {
 	Revision int64  `json:"revision"`
 	Reason   string `json:"reason"`
+}
+
+// Window is a maintenance window.
+type Window struct {
+	ID     string    `json:"id"`
+	Scope  string    `json:"scope"`
+	Reason string    `json:"reason"`
+	Author string    `json:"author"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+}
+
+// MaintenanceRequest is the body of POST /v1/maintenance: open a window on
+// Scope now, or at At, for Duration ("30m").
+type MaintenanceRequest struct {
+	Scope    string     `json:"scope"`
+	Reason   string     `json:"reason"`
+	Duration string     `json:"duration"`
+	At       *time.Time `json:"at,omitempty"`
+}
+
+// ExtendRequest is the body of POST /v1/maintenance/{scope}/extend.
+type ExtendRequest struct {
+	Duration string `json:"duration"`
+}
+
+// MaintenanceList answers GET /v1/maintenance.
+type MaintenanceList struct {
+	Open      []Window `json:"open"`
+	Scheduled []Window `json:"scheduled"`
+}
+
+// MaintenanceStatus answers GET /v1/maintenance/{scope}.
+type MaintenanceStatus struct {
+	Scope  string  `json:"scope"`
+	Open   bool    `json:"open"`
+	Window *Window `json:"window,omitempty"`
+}
+
+// Instance is a live service instance as GET /v1/instances shows it.
+type Instance struct {
+	Service  string            `json:"service"`
+	ID       string            `json:"id"`
+	Host     string            `json:"host,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Started  time.Time         `json:"started"`
+	Reported time.Time         `json:"reported_at"`
+	Applied  int64             `json:"applied_revision"`
+	Lag      int64             `json:"lag"` // revisions behind the cluster
+	Rejected []Rejection       `json:"rejected,omitempty"`
+	Pending  []string          `json:"pending_restart,omitempty"`
+	Reads    []string          `json:"reads,omitempty"`
+}
+
+// Rejection is a value an instance refused against its own schema.
+type Rejection struct {
+	Key      string `json:"key"`
+	Revision int64  `json:"revision"`
+	Reason   string `json:"reason"`
+}
+
+// InstanceList answers GET /v1/instances?service=S.
+type InstanceList struct {
+	Revision  int64      `json:"revision"`
+	Instances []Instance `json:"instances"`
+}
+
+// Rollout answers GET /v1/rollout/{revision}, and is part of a write's
+// answer with ?wait=: which live instances that read the changed keys have
+// applied the revision.
+type Rollout struct {
+	Revision   int64      `json:"revision"`
+	Keys       []string   `json:"keys"`
+	Converged  bool       `json:"converged"`
+	Applied    []Instance `json:"applied"`
+	Stragglers []Instance `json:"stragglers"`
+	Rejected   []Instance `json:"rejected"` // refused a changed key at or after the revision
 }

@@ -30,7 +30,8 @@ var (
 	buildErr  error
 )
 
-// Binaries builds cmd/cfgnode and cmd/cfgadm once and returns their folder.
+// Binaries builds cmd/cfgnode, cmd/cfgadm and examples/service once and
+// returns their folder.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -40,7 +41,7 @@ func Binaries(t testing.TB) string {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Dir(filepath.Dir(file))
-		cmd := exec.Command("go", "build", "-o", binDir, "./cmd/cfgnode", "./cmd/cfgadm")
+		cmd := exec.Command("go", "build", "-o", binDir, "./cmd/cfgnode", "./cmd/cfgadm", "./examples/service")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -198,4 +199,72 @@ func tail(b []byte, lines int) []byte {
 		}
 	}
 	return b[i+1:]
+}
+
+// Service is a running examples/service process: a service that embeds the
+// watch client and registers itself.
+type Service struct {
+	t       testing.TB
+	Name    string
+	Addr    string
+	LogPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// StartService starts examples/service against node's etcd and waits until
+// it serves. args are extra flags (--schema, --ttl, --id).
+func StartService(t testing.TB, n *Node, service string, args ...string) *Service {
+	t.Helper()
+	dir := t.TempDir()
+	s := &Service{t: t, Name: service, Addr: etcdtest.FreeAddr(t), LogPath: filepath.Join(dir, "service.log"), exited: make(chan struct{})}
+	logf, err := os.Create(s.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command(filepath.Join(Binaries(t), "service"), append([]string{"--service", service,
+		"--etcd-endpoints", n.Client, "--http-addr", s.Addr}, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); logf.Close(); close(s.exited) }()
+	t.Cleanup(func() {
+		s.Signal(syscall.SIGCONT)
+		s.Signal(syscall.SIGKILL)
+		<-s.exited
+		if t.Failed() {
+			log, _ := os.ReadFile(s.LogPath)
+			t.Logf("service %s log:\n%s", service, tail(log, 20))
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get(s.URL() + "/healthz"); err == nil {
+			resp.Body.Close()
+			return s
+		}
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(s.LogPath)
+			t.Fatalf("service exited while starting:\n%s", tail(log, 20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("service not serving after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// URL is the service's base URL.
+func (s *Service) URL() string { return "http://" + s.Addr }
+
+// Signal sends sig to the service process (SIGSTOP pauses it, SIGKILL kills it).
+func (s *Service) Signal(sig syscall.Signal) {
+	select {
+	case <-s.exited:
+	default:
+		s.cmd.Process.Signal(sig)
+	}
 }

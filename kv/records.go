@@ -42,7 +42,9 @@ func (l Layout) ElectionPrefix() string { return l.prefix + "v1/election/schedul
 func (l Layout) InstancesPrefix() string { return l.prefix + "v1/instances/" }
 
 // InstanceKey holds one live instance of a service.
-func (l Layout) InstanceKey(service, id string) string { return l.InstancesPrefix() + service + "/" + id }
+func (l Layout) InstanceKey(service, id string) string {
+	return l.InstancesPrefix() + service + "/" + id
+}
 
 // Instance is a live service instance and what it has applied.
 type Instance struct {

@@ -58,6 +58,13 @@ func (n *Node) routes() http.Handler {
 	handle("POST /v1/schema/validate", n.validateSchema)
 	handle("GET /v1/audit", n.audit)
 	handle("GET /v1/watch", n.watchStream)
+	handle("GET /v1/maintenance", n.maintenanceList)
+	handle("POST /v1/maintenance", n.openMaintenance)
+	handle("GET /v1/maintenance/{scope}", n.maintenanceStatus)
+	handle("POST /v1/maintenance/{scope}/extend", n.extendMaintenance)
+	handle("DELETE /v1/maintenance/{scope}", n.endMaintenance)
+	handle("GET /v1/instances", n.instances)
+	handle("GET /v1/rollout/{revision}", n.rolloutStatus)
 	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.WriteString(w, "ok\n")
 		return err
@@ -209,13 +216,23 @@ func (n *Node) apply(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, writes []kv.Write) error {
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
 	meta.Actor = actor(r)
 	res, err := n.store.Apply(r.Context(), meta, writes)
 	if err != nil {
 		return err
 	}
 	n.awaitApplied(r.Context(), res)
-	return writeJSON(w, http.StatusOK, wireResult(res))
+	out := wireResult(res)
+	if wait > 0 && !res.DryRun {
+		if out.Rollout, err = n.waitRollout(r.Context(), res, wait); err != nil {
+			return err
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // awaitApplied waits (briefly) until the node's cache holds a write, so a

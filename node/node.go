@@ -23,6 +23,7 @@ import (
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
+	"cfgcluster/leases"
 	"cfgcluster/watch"
 )
 
@@ -79,7 +80,9 @@ type Node struct {
 	store     *kv.Store
 	watch     *watch.Client // the node's own view, kept current by one etcd watch
 	ring      *ring
-	encoded   encodedCache         // SSE encodings shared by streams
+	encoded   encodedCache // SSE encodings shared by streams
+	maint     *leases.Maintenance
+	sched     *leases.Scheduler    // opens scheduled windows (elected among nodes)
 	done      chan struct{}        // closed by Close: ends SSE streams
 	reg       *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
 	ln        net.Listener
@@ -124,6 +127,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.ring = newRing(4096, n.watch.Revision())
 	n.watch.Subscribe("*", n.ring)
+	n.maint = leases.NewMaintenance(c, n.store, 0)
+	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))
 	if err := n.serve(); err != nil {
 		return nil, err
 	}
@@ -169,6 +174,9 @@ func (n *Node) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, n.srv.Shutdown(ctx))
 			cancel()
+		}
+		if n.sched != nil {
+			n.sched.Close()
 		}
 		if n.watch != nil {
 			errs = append(errs, n.watch.Close())

@@ -284,3 +284,51 @@ func grep(data []byte, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestMaintenanceRoutes(t *testing.T) {
+	_, c := startNode(t, "../examples/schema.yaml")
+	ctx := bg(t)
+	for _, bad := range []api.MaintenanceRequest{
+		{Scope: "billing", Reason: "x", Duration: "soon"},
+		{Scope: "Bad Scope", Reason: "x", Duration: "1h"},
+		{Scope: "billing", Duration: "1h"},
+	} {
+		if _, err := c.Maintenance(ctx, bad); cfgerr.CodeOf(err) != cfgerr.Invalid {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	w, err := c.Maintenance(ctx, api.MaintenanceRequest{Scope: "billing", Reason: "upgrade", Duration: "1h"})
+	if err != nil || w.Author != "tester" || w.End.Sub(w.Start) != time.Hour {
+		t.Fatalf("open: %+v %v", w, err)
+	}
+	if _, err := c.Maintenance(ctx, api.MaintenanceRequest{Scope: "billing", Reason: "again", Duration: "1h"}); cfgerr.CodeOf(err) != cfgerr.Conflict {
+		t.Fatalf("second window: %v", err)
+	}
+	at := time.Now().Add(time.Hour)
+	if _, err := c.Maintenance(ctx, api.MaintenanceRequest{Scope: "search", Reason: "planned", Duration: "30m", At: &at}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.MaintenanceList(ctx)
+	if err != nil || len(l.Open) != 1 || len(l.Scheduled) != 1 || l.Scheduled[0].Scope != "search" {
+		t.Fatalf("list: %+v %v", l, err)
+	}
+	ext, err := c.ExtendMaintenance(ctx, "billing", 30*time.Minute)
+	if err != nil || ext.End.Sub(w.End) != 30*time.Minute {
+		t.Fatalf("extend: %+v %v", ext, err)
+	}
+	if s, err := c.MaintenanceStatus(ctx, "billing"); err != nil || !s.Open {
+		t.Fatalf("status: %+v %v", s, err)
+	}
+	if _, err := c.EndMaintenance(ctx, "billing"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EndMaintenance(ctx, "billing"); cfgerr.CodeOf(err) != cfgerr.NotFound {
+		t.Fatalf("end twice: %v", err)
+	}
+	if _, err := c.Rollout(ctx, 1<<30); cfgerr.CodeOf(err) != cfgerr.NotFound {
+		t.Fatalf("rollout of no change: %v", err)
+	}
+	if l, err := c.Instances(ctx, ""); err != nil || len(l.Instances) != 0 {
+		t.Fatalf("instances: %+v %v", l, err)
+	}
+}

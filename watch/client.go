@@ -338,7 +338,7 @@ func (c *Client) resolveLocked(key string) (Value, bool) {
 		return v, true
 	}
 	if v, ok := c.frozen[key]; ok {
-		return v, true
+		return v, v.Value != nil // nil: the key had no value at start, and keeps none
 	}
 	if h, ok := c.raw[key]; ok {
 		return c.valueOf(h.e, c.from), true
@@ -430,9 +430,11 @@ func (c *Client) freeze() {
 		if !ok {
 			v, ok = c.defaultValue(name)
 		}
-		if ok {
-			c.frozen[name] = v
+		if !ok { // no value at start: one set later waits for a restart too
+			k, _ := sch.Lookup(name)
+			v = Value{Key: name, Type: k.Type, Source: SourceDefault, RequiresRestart: true}
 		}
+		c.frozen[name] = v
 	}
 }
 

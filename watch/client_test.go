@@ -447,6 +447,17 @@ func TestRequiresRestart(t *testing.T) {
 	}
 	e.set(t, "db.password", "one")
 	eventually(t, "back to the start value", func() bool { return !c.RestartRequired() })
+
+	// A requires_restart key with no value at start keeps none.
+	if _, err := e.store.Apply(bg(t), kv.Meta{}, []kv.Write{{Key: "db.password", Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newClient(t, e.etcd)
+	e.set(t, "db.password", "three")
+	eventually(t, "pending restart of a key unset at start", fresh.RestartRequired)
+	if _, err := fresh.Lookup("db.password"); cfgerr.CodeOf(err) != cfgerr.NotFound {
+		t.Fatalf("a key unset at start got a value without a restart: %v", err)
+	}
 }
 
 // With the service's own schema, a cluster value that fails it is rejected

@@ -34,6 +34,7 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "YAML or JSON file with set: and delete: (- for stdin)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "validate and show the changes, write nothing"},
 			&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail (overrides the file's)"},
+			waitFlag, timeoutFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 0, "no arguments"); err != nil {
@@ -61,7 +62,7 @@ func applyCommand() *cli.Command {
 			if len(req.Changes) == 0 {
 				return usageError("%s has no changes: give set: and/or delete:", c.String("file"))
 			}
-			r, err := client(c).Apply(c.Context, req)
+			r, err := client(c).ApplyWait(c.Context, req, waitFor(c))
 			if err != nil {
 				return err
 			}

@@ -32,6 +32,7 @@ func run(args []string) int {
 		Commands: []*cli.Command{
 			getCommand(), setCommand(), deleteCommand(), listCommand(), historyCommand(), diffCommand(),
 			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
+			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 		},
 		Before: func(c *cli.Context) error {
 			switch c.String("output") {

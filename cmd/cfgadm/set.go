@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,6 +17,7 @@ func setCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"},
 			&cli.Int64Flag{Name: "expect-revision", Usage: "fail unless the key is at this revision (0: has no value)"},
+			waitFlag, timeoutFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 2, "KEY VALUE"); err != nil {
@@ -27,7 +29,7 @@ func setCommand() *cli.Command {
 				rev := c.Int64("expect-revision")
 				req.ExpectRevision = &rev
 			}
-			r, err := client(c).Set(c.Context, c.Args().First(), req)
+			r, err := client(c).SetWait(c.Context, c.Args().First(), req, waitFor(c))
 			if err != nil {
 				return err
 			}
@@ -55,9 +57,23 @@ func deleteCommand() *cli.Command {
 	}
 }
 
-// showResult prints what a write changed.
+var (
+	waitFlag    = &cli.BoolFlag{Name: "wait", Usage: "wait until every live instance that reads the keys has applied the change"}
+	timeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long --wait waits"}
+)
+
+// waitFor is how long to wait for the rollout: 0 without --wait.
+func waitFor(c *cli.Context) time.Duration {
+	if !c.Bool("wait") {
+		return 0
+	}
+	return c.Duration("timeout")
+}
+
+// showResult prints what a write changed, and with --wait its rollout; a
+// rollout that did not converge is an error (exit 4) naming who lags.
 func showResult(c *cli.Context, r *api.WriteResult) error {
-	return show(c, r, func(w io.Writer) {
+	if err := show(c, r, func(w io.Writer) {
 		if r.DryRun {
 			row(w, "DRY RUN: nothing was written")
 		} else {
@@ -71,5 +87,16 @@ func showResult(c *cli.Context, r *api.WriteResult) error {
 			}
 			row(w, ch.Key, text(ch.Old), nv)
 		}
-	})
+	}); err != nil {
+		return err
+	}
+	if r.Rollout == nil {
+		return nil
+	}
+	if c.String("output") == "table" {
+		if err := showRollout(c, r.Rollout); err != nil {
+			return err
+		}
+	}
+	return notConverged(r.Rollout)
 }

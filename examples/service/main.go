@@ -1,0 +1,111 @@
+// Command service is an example service that embeds the cfgcluster watch
+// client: it registers itself as an instance, answers 503 during its
+// maintenance windows, and serves its current configuration on /config.
+//
+//	go run ./examples/service --service billing --etcd-endpoints http://127.0.0.1:2379
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"cfgcluster/adapters"
+	"cfgcluster/kv"
+	"cfgcluster/leases"
+	"cfgcluster/schema"
+	"cfgcluster/watch"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "service:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		endpoints = flag.String("etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
+		service   = flag.String("service", "demo", "service name")
+		id        = flag.String("id", "", "instance id (default host-pid)")
+		addr      = flag.String("http-addr", "127.0.0.1:8080", "HTTP address")
+		own       = flag.String("schema", "", "the service's own schema file (default: the cluster's)")
+		snapshot  = flag.String("snapshot", "", "last-known snapshot file")
+		ttl       = flag.Int("ttl", 10, "instance registration TTL, seconds")
+	)
+	flag.Parse()
+	log, _ := zap.NewProduction()
+	defer log.Sync()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	opts := []watch.Option{watch.WithLogger(log.Named("config"))}
+	if *own != "" {
+		doc, err := os.ReadFile(*own)
+		if err != nil {
+			return err
+		}
+		sch, err := schema.Parse(doc)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, watch.WithSchema(sch))
+	}
+	if *snapshot != "" {
+		opts = append(opts, watch.WithSnapshotFile(*snapshot))
+	}
+	cfg, err := watch.New(ctx, etcd, opts...)
+	if err != nil {
+		return err
+	}
+	defer cfg.Close()
+	reg, err := adapters.Register(ctx, etcd, cfg, kv.Instance{Service: *service, ID: *id, Version: "example"},
+		leases.WithTTL(*ttl), leases.WithRegistryLogger(log.Named("registry")))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/config", func(w http.ResponseWriter, r *http.Request) {
+		v, err := cfg.Lookup(r.URL.Query().Get("key"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"key": v.Key, "value": schema.Encode(v.Value), "source": v.Source, "revision": v.Revision})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s serving\n", *service) })
+	srv := &http.Server{Addr: *addr, Handler: adapters.Maintenance(cfg, *service, "/healthz", "/config")(mux),
+		ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("serving", zap.String("addr", *addr), zap.String("service", *service))
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
