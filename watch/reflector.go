@@ -299,8 +299,14 @@ func (c *Client) watchOnce(ctx context.Context, from int64) (reason string, err 
 	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "cfgcluster-watch-attempt", attempt))
 	defer cancel()
 	start, end := c.layout.ClientRange()
+	// Watch blocks until its stream is open; on a dead connection that can
+	// take as long as gRPC's keepalive: give up after three intervals.
+	giveUp := time.AfterFunc(3*c.opt.progress, cancel)
 	wch := c.etcd.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(from),
 		clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	if !giveUp.Stop() {
+		return "stuck", errors.New("the watch stream did not open")
+	}
 	tick := time.NewTicker(c.opt.progress)
 	defer tick.Stop()
 	heard := time.Now()
@@ -314,7 +320,10 @@ func (c *Client) watchOnce(ctx context.Context, from int64) (reason string, err 
 				// cut off or stuck. A new stream may land on another member.
 				return "stuck", errors.New("no progress notification from etcd")
 			}
-			_ = c.etcd.RequestProgress(wctx)
+			// Same stream (the context carries its metadata), bounded wait.
+			pctx, pcancel := context.WithTimeout(wctx, c.opt.progress)
+			_ = c.etcd.RequestProgress(pctx)
+			pcancel()
 		case resp, ok := <-wch:
 			if !ok {
 				return "channel-closed", wctx.Err()
