@@ -65,7 +65,8 @@ func TestWindowLifecycle(t *testing.T) {
 	if wc.IsMaintenance("search") {
 		t.Fatal("a billing window put search in maintenance")
 	}
-	if got, _ := wc.Maintenance("billing"); got.Reason != "db upgrade" || got.Author != "alice" || !got.End.Equal(w.End) {
+	if got, _ := wc.Maintenance("billing"); got.Reason != "db upgrade" || got.Author != "alice" || !got.End.Equal(w.End) ||
+		wc.MaintenanceReason("billing") != "db upgrade" {
 		t.Fatalf("client sees %+v", got)
 	}
 	if _, err := m.Enable(ctx, "billing", "again", "bob", time.Hour); cfgerr.CodeOf(err) != cfgerr.Conflict {

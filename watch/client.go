@@ -529,6 +529,12 @@ func (c *Client) Maintenance(scope string) (kv.Window, bool) {
 	return kv.Window{}, false
 }
 
+// MaintenanceReason is the reason of the window open on scope now, or "".
+func (c *Client) MaintenanceReason(scope string) string {
+	w, _ := c.Maintenance(scope)
+	return w.Reason
+}
+
 // IsMaintenance reports whether scope (or everything) is in maintenance now.
 func (c *Client) IsMaintenance(scope string) bool {
 	_, ok := c.Maintenance(scope)
