@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,3 +282,61 @@ func codeOfStatus(status int) cfgerr.Code {
 	}
 	return cfgerr.Internal
 }
+
+// Cluster returns every member's status and the active alarms.
+func (c *Client) Cluster(ctx context.Context) (*ClusterStatus, error) {
+	var s ClusterStatus
+	return &s, c.do(ctx, http.MethodGet, "/v1/cluster", nil, &s)
+}
+
+// AddMember adds a member as a learner; the node promotes it once it caught up.
+func (c *Client) AddMember(ctx context.Context, req MemberAddRequest) (*MemberAdded, error) {
+	var m MemberAdded
+	return &m, c.do(ctx, http.MethodPost, "/v1/members", req, &m)
+}
+
+// RemoveMember removes a member by its hex id or name.
+func (c *Client) RemoveMember(ctx context.Context, idOrName string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/members/"+url.PathEscape(idOrName), nil, nil)
+}
+
+// Defrag defragments every member in turn.
+func (c *Client) Defrag(ctx context.Context) (*DefragResult, error) {
+	var r DefragResult
+	return &r, c.do(ctx, http.MethodPost, "/v1/defrag", nil, &r)
+}
+
+// Snapshot streams an etcd snapshot into w and returns its SHA-256 (hex),
+// checked against the one the node computed.
+func (c *Client) Snapshot(ctx context.Context, w io.Writer) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint+"/v1/snapshot", nil)
+	if err != nil {
+		return "", cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
+	}
+	req.Header.Set(ActorHeader, c.Actor)
+	resp, err := (&http.Client{Transport: c.transport()}).Do(req)
+	if err != nil {
+		return "", &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			return "", e.toError()
+		}
+		return "", cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s", resp.Status)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(w, h), resp.Body); err != nil {
+		return "", &cfgerr.Error{Code: cfgerr.Unavailable, Message: "the snapshot stream broke: " + err.Error(), Err: err}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if want := resp.Trailer.Get(SnapshotSumTrailer); want != sum {
+		return "", cfgerr.Errorf(cfgerr.Internal, "", "snapshot", "checksum mismatch: node sent %q, received %q", want, sum)
+	}
+	return sum, nil
+}
+
+// SnapshotSumTrailer carries the SHA-256 of GET /v1/snapshot's body.
+const SnapshotSumTrailer = "X-Cfgcluster-Sha256"

@@ -270,3 +270,44 @@ type Rollout struct {
 	Stragglers []Instance `json:"stragglers"`
 	Rejected   []Instance `json:"rejected"` // refused a changed key at or after the revision
 }
+
+// Member is one etcd member as GET /v1/cluster shows it.
+type Member struct {
+	ID          string   `json:"id"` // hex, as etcdctl prints it
+	Name        string   `json:"name"`
+	PeerURLs    []string `json:"peer_urls"`
+	ClientURLs  []string `json:"client_urls"`
+	Learner     bool     `json:"learner,omitempty"`
+	Leader      bool     `json:"leader,omitempty"`
+	Healthy     bool     `json:"healthy"`
+	Error       string   `json:"error,omitempty"`
+	RaftTerm    uint64   `json:"raft_term,omitempty"`
+	RaftIndex   uint64   `json:"raft_index,omitempty"`
+	DBSize      int64    `json:"db_size,omitempty"`
+	DBSizeInUse int64    `json:"db_size_in_use,omitempty"`
+	Version     string   `json:"version,omitempty"`
+}
+
+// ClusterStatus answers GET /v1/cluster.
+type ClusterStatus struct {
+	Members []Member `json:"members"`
+	Alarms  []string `json:"alarms,omitempty"` // "NOSPACE on 8e9e05c52164694d"
+}
+
+// MemberAddRequest is the body of POST /v1/members.
+type MemberAddRequest struct {
+	Name    string `json:"name"`
+	PeerURL string `json:"peer_url"`
+}
+
+// MemberAdded answers POST /v1/members: the flags to start the new member with.
+type MemberAdded struct {
+	Member              Member `json:"member"`
+	InitialCluster      string `json:"initial_cluster"`
+	InitialClusterState string `json:"initial_cluster_state"` // "existing"
+}
+
+// DefragResult answers POST /v1/defrag: each member in turn.
+type DefragResult struct {
+	Members []Member `json:"members"`
+}

@@ -41,6 +41,14 @@ func (n *Node) startEtcd(ctx context.Context) error {
 		return err
 	}
 	ec.InitialCluster = c.InitialCluster
+	switch c.InitialClusterState {
+	case "", embed.ClusterStateFlagNew:
+		ec.ClusterState = embed.ClusterStateFlagNew
+	case embed.ClusterStateFlagExisting:
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	default:
+		return fmt.Errorf("--initial-cluster-state: %q is not new or existing", c.InitialClusterState)
+	}
 	if ec.InitialCluster == "" {
 		ec.InitialCluster = ec.InitialClusterFromName(c.Name)
 	}

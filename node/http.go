@@ -65,6 +65,11 @@ func (n *Node) routes() http.Handler {
 	handle("DELETE /v1/maintenance/{scope}", n.endMaintenance)
 	handle("GET /v1/instances", n.instances)
 	handle("GET /v1/rollout/{revision}", n.rolloutStatus)
+	handle("GET /v1/cluster", n.getCluster)
+	handle("POST /v1/members", n.addMember)
+	handle("DELETE /v1/members/{member}", n.removeMember)
+	handle("POST /v1/defrag", n.defrag)
+	handle("GET /v1/snapshot", n.snapshot)
 	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.WriteString(w, "ok\n")
 		return err

@@ -36,6 +36,7 @@ type Config struct {
 	AdvertiseClientURLs     []string // default: ListenClientURLs
 	InitialAdvertisePeerURL []string // default: ListenPeerURLs
 	InitialCluster          string   // default: this member alone
+	InitialClusterState     string   // new (default) or existing (joining a running cluster)
 	AutoCompactionRetention string   // etcd periodic compaction window (default 72h)
 	QuotaBackendBytes       int64    // etcd backend quota (0: etcd's 2 GiB)
 
@@ -82,7 +83,9 @@ type Node struct {
 	ring      *ring
 	encoded   encodedCache // SSE encodings shared by streams
 	maint     *leases.Maintenance
-	sched     *leases.Scheduler    // opens scheduled windows (elected among nodes)
+	sched     *leases.Scheduler // opens scheduled windows (elected among nodes)
+	bg        sync.WaitGroup    // background loops (learner promotion)
+	stopBg    context.CancelFunc
 	done      chan struct{}        // closed by Close: ends SSE streams
 	reg       *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
 	ln        net.Listener
@@ -116,6 +119,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	n.client = c
+	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cfgcluster_etcd_alarms", Help: "Active etcd alarms (NOSPACE, CORRUPT): while any is raised, writes fail.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		al, err := c.AlarmList(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(len(al.Alarms))
+	}))
 	n.store = kv.New(c, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)))
 	if err := n.loadSchemaFile(ctx); err != nil {
 		return nil, err
@@ -129,6 +143,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.watch.Subscribe("*", n.ring)
 	n.maint = leases.NewMaintenance(c, n.store, 0)
 	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	n.stopBg = stopBg
+	n.bg.Add(1)
+	go n.promoteLearners(bgCtx)
 	if err := n.serve(); err != nil {
 		return nil, err
 	}
@@ -174,6 +192,10 @@ func (n *Node) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, n.srv.Shutdown(ctx))
 			cancel()
+		}
+		if n.stopBg != nil {
+			n.stopBg()
+			n.bg.Wait()
 		}
 		if n.sched != nil {
 			n.sched.Close()

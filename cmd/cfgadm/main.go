@@ -33,6 +33,7 @@ func run(args []string) int {
 			getCommand(), setCommand(), deleteCommand(), listCommand(), historyCommand(), diffCommand(),
 			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
+			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
 		},
 		Before: func(c *cli.Context) error {
 			switch c.String("output") {
@@ -42,6 +43,7 @@ func run(args []string) int {
 			return usageError("-o must be table, json or yaml, not %q", c.String("output"))
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors once, below
+		Writer:         os.Stdout,
 	}
 	err := app.Run(interspersed(app, args))
 	if err == nil {

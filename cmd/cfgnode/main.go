@@ -19,10 +19,11 @@ import (
 
 func main() {
 	app := &cli.App{
-		Name:   "cfgnode",
-		Usage:  "run a cfgcluster node (an embedded etcd member and the HTTP API)",
-		Flags:  flags(),
-		Action: run,
+		Name:     "cfgnode",
+		Usage:    "run a cfgcluster node (an embedded etcd member and the HTTP API)",
+		Flags:    flags(),
+		Action:   run,
+		Commands: []*cli.Command{restoreCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgnode:", err)
@@ -44,6 +45,7 @@ func flags() []cli.Flag {
 		flag("advertise-client-urls", "", "client URLs to advertise (default: --listen-client-urls)"),
 		flag("initial-advertise-peer-urls", "", "peer URLs to advertise (default: --listen-peer-urls)"),
 		flag("initial-cluster", "", "initial cluster, name=peerURL,... (default: this member alone)"),
+		flag("initial-cluster-state", "new", "new, or existing to join a running cluster (after cfgadm member add)"),
 		flag("auto-compaction-retention", "72h", "keep etcd history for this long (periodic compaction)"),
 		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
@@ -81,6 +83,7 @@ func run(c *cli.Context) error {
 		AdvertiseClientURLs:     list(c.String("advertise-client-urls")),
 		InitialAdvertisePeerURL: list(c.String("initial-advertise-peer-urls")),
 		InitialCluster:          c.String("initial-cluster"),
+		InitialClusterState:     c.String("initial-cluster-state"),
 		AutoCompactionRetention: c.String("auto-compaction-retention"),
 		APIAddr:                 c.String("api-addr"),
 		SchemaFile:              c.String("schema"),

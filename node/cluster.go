@@ -1,0 +1,176 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
+)
+
+func memberID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// clusterStatus asks every member for its status, each with a short timeout.
+func (n *Node) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
+	ml, err := n.client.MemberList(ctx)
+	if err != nil {
+		return nil, cfgerr.Wrap(cfgerr.Unavailable, err)
+	}
+	out := &api.ClusterStatus{}
+	for _, m := range ml.Members {
+		am := api.Member{ID: memberID(m.ID), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner}
+		if len(m.ClientURLs) == 0 {
+			am.Error = "not started yet"
+		} else {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := n.client.Status(sctx, m.ClientURLs[0])
+			cancel()
+			if err != nil {
+				am.Error = err.Error()
+			} else {
+				am.Healthy = len(st.Errors) == 0
+				am.Error = strings.Join(st.Errors, "; ")
+				am.Leader = st.Leader == m.ID
+				am.RaftTerm, am.RaftIndex = st.RaftTerm, st.RaftIndex
+				am.DBSize, am.DBSizeInUse, am.Version = st.DbSize, st.DbSizeInUse, st.Version
+			}
+		}
+		out.Members = append(out.Members, am)
+	}
+	al, err := n.client.AlarmList(ctx)
+	if err == nil {
+		for _, a := range al.Alarms {
+			out.Alarms = append(out.Alarms, fmt.Sprintf("%s on %s", a.Alarm, memberID(a.MemberID)))
+		}
+	}
+	return out, nil
+}
+
+func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {
+	st, err := n.clusterStatus(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
+	var req api.MemberAddRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" || !strings.HasPrefix(req.PeerURL, "http") {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "member", "give the new member's name and peer URL (http://host:2380)")
+	}
+	resp, err := n.client.MemberAddAsLearner(r.Context(), []string{req.PeerURL})
+	if err != nil {
+		return cfgerr.Errorf(cfgerr.Conflict, "", "member", "etcd refused the member: %v", err)
+	}
+	var parts []string
+	for _, m := range resp.Members {
+		name := m.Name
+		if m.ID == resp.Member.ID {
+			name = req.Name
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, name+"="+u)
+		}
+	}
+	n.log.Info("member added as a learner", zap.String("name", req.Name), zap.String("id", memberID(resp.Member.ID)))
+	return writeJSON(w, http.StatusOK, api.MemberAdded{
+		Member:         api.Member{ID: memberID(resp.Member.ID), Name: req.Name, PeerURLs: resp.Member.PeerURLs, Learner: true},
+		InitialCluster: strings.Join(parts, ","), InitialClusterState: "existing"})
+}
+
+func (n *Node) removeMember(w http.ResponseWriter, r *http.Request) error {
+	which := r.PathValue("member")
+	ml, err := n.client.MemberList(r.Context())
+	if err != nil {
+		return cfgerr.Wrap(cfgerr.Unavailable, err)
+	}
+	for _, m := range ml.Members {
+		if memberID(m.ID) == which || m.Name == which {
+			if _, err := n.client.MemberRemove(r.Context(), m.ID); err != nil {
+				return cfgerr.Errorf(cfgerr.Conflict, "", "member", "etcd refused to remove %s: %v", which, err)
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+	}
+	return cfgerr.Errorf(cfgerr.NotFound, "", "member", "no member %q", which)
+}
+
+func (n *Node) defrag(w http.ResponseWriter, r *http.Request) error {
+	st, err := n.clusterStatus(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.DefragResult{}
+	for _, m := range st.Members {
+		if len(m.ClientURLs) == 0 {
+			continue
+		}
+		// One member at a time: a member defragmenting does not serve.
+		if _, err := n.client.Defragment(r.Context(), m.ClientURLs[0]); err != nil {
+			m.Error = err.Error()
+		}
+		out.Members = append(out.Members, m)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// snapshot streams an etcd snapshot of this node's member, with its SHA-256
+// in a trailer.
+func (n *Node) snapshot(w http.ResponseWriter, r *http.Request) error {
+	resp, err := n.client.SnapshotWithVersion(r.Context())
+	if err != nil {
+		return cfgerr.Wrap(cfgerr.Unavailable, err)
+	}
+	defer resp.Snapshot.Close()
+	w.Header().Set("Trailer", api.SnapshotSumTrailer)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Etcd-Version", resp.Version)
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(w, h), resp.Snapshot); err != nil {
+		n.log.Warn("snapshot stream broke", zap.Error(err))
+		return nil // the client sees a broken stream and a missing checksum
+	}
+	w.Header().Set(api.SnapshotSumTrailer, hex.EncodeToString(h.Sum(nil)))
+	return nil
+}
+
+// promoteLearners promotes learners once etcd says they caught up (it
+// refuses before). It runs on every node; etcd serialises the promotion.
+func (n *Node) promoteLearners(ctx context.Context) {
+	defer n.bg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ml, err := n.client.MemberList(ctx)
+		if err != nil {
+			continue
+		}
+		for _, m := range ml.Members {
+			if !m.IsLearner || len(m.ClientURLs) == 0 {
+				continue
+			}
+			if _, err := n.client.MemberPromote(ctx, m.ID); err == nil {
+				n.log.Info("learner promoted", zap.String("name", m.Name), zap.String("id", memberID(m.ID)))
+			}
+		}
+	}
+}
