@@ -81,12 +81,21 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	if cfg.Name == "" {
 		cfg.Name = "n1"
 	}
-	dir := t.TempDir()
-	n := &Node{t: t, Name: cfg.Name, DataDir: filepath.Join(dir, "data"), APIAddr: etcdtest.FreeAddr(t),
-		Client: "http://" + etcdtest.FreeAddr(t), Peer: "http://" + etcdtest.FreeAddr(t), LogPath: filepath.Join(dir, "cfgnode.log")}
-	n.Args = append([]string{"--name", n.Name, "--data-dir", n.DataDir, "--api-addr", n.APIAddr,
-		"--listen-client-urls", n.Client, "--listen-peer-urls", n.Peer, "--log-level", "info"}, cfg.Flags...)
+	n := newNode(t, cfg.Name, "http://"+etcdtest.FreeAddr(t))
+	n.Args = append(n.Args, "--listen-peer-urls", n.Peer)
+	n.Args = append(n.Args, cfg.Flags...)
 	n.Start()
+	return n
+}
+
+// newNode lays out a node's ports, folders and base flags; its process is
+// started by Start. The test's cleanup kills it.
+func newNode(t testing.TB, name, peer string) *Node {
+	dir := t.TempDir()
+	n := &Node{t: t, Name: name, DataDir: filepath.Join(dir, "data"), APIAddr: etcdtest.FreeAddr(t),
+		Client: "http://" + etcdtest.FreeAddr(t), Peer: peer, LogPath: filepath.Join(dir, "cfgnode.log")}
+	n.Args = []string{"--name", n.Name, "--data-dir", n.DataDir, "--api-addr", n.APIAddr,
+		"--listen-client-urls", n.Client, "--log-level", "info"}
 	t.Cleanup(func() {
 		n.Kill()
 		if t.Failed() {
@@ -100,6 +109,14 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 // Start (re)starts the process on the same data and ports and waits until
 // /healthz answers.
 func (n *Node) Start() {
+	n.t.Helper()
+	n.Launch()
+	n.WaitHealthy()
+}
+
+// Launch starts the process without waiting for it (a cluster's members
+// wait for each other).
+func (n *Node) Launch() {
 	n.t.Helper()
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -117,7 +134,6 @@ func (n *Node) Start() {
 		logf.Close()
 		close(done)
 	}(n.cmd, n.exited)
-	n.WaitHealthy()
 }
 
 // URL is the node's API base URL.
@@ -155,7 +171,32 @@ func (n *Node) Stop() error {
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
-func (n *Node) Kill() { n.signal(syscall.SIGKILL, 10*time.Second) }
+func (n *Node) Kill() {
+	n.Resume()
+	n.signal(syscall.SIGKILL, 10*time.Second)
+}
+
+// Pause stops the process (SIGSTOP): it keeps its sockets and answers nothing.
+func (n *Node) Pause() { n.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (n *Node) Resume() {
+	select {
+	case <-n.exited:
+	default:
+		n.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
+// Running reports whether the process is alive.
+func (n *Node) Running() bool {
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
 
 func (n *Node) signal(sig syscall.Signal, wait time.Duration) error {
 	select {
