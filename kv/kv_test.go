@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,5 +460,31 @@ func TestStaleCacheAcrossNodes(t *testing.T) {
 	}
 	if _, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "session.idle_timeout", Text: text("3h")}}); err == nil || !strings.Contains(err.Error(), "above the maximum 2h") {
 		t.Fatalf("write against the new schema's range: %v", err)
+	}
+}
+
+// Nodes starting together each try their --schema: exactly one applies it.
+func TestInitSchemaOnce(t *testing.T) {
+	_, c := etcdtest.Start(t)
+	doc, _ := os.ReadFile("../examples/schema.yaml")
+	var applied atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := kv.New(c).InitSchema(context.Background(), kv.Meta{Actor: "node"}, doc)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				applied.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	recs, _ := kv.New(c).Audit(ctx(t), kv.AuditQuery{})
+	if applied.Load() != 1 || len(recs) != 1 {
+		t.Fatalf("applied %d times, %d audit records", applied.Load(), len(recs))
 	}
 }

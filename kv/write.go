@@ -37,6 +37,26 @@ func (s *Store) SetSchema(ctx context.Context, meta Meta, doc []byte) (*Result, 
 	return s.Update(ctx, meta, nil, func(tx *Tx) error { return tx.SetSchema(doc) })
 }
 
+// errSchemaExists stops InitSchema's transaction when a schema is stored.
+var errSchemaExists = errors.New("kv: a schema is stored already")
+
+// InitSchema applies doc only if no schema is stored yet (a node's --schema
+// at first start: of several nodes starting together, one applies it). It
+// reports whether it did.
+func (s *Store) InitSchema(ctx context.Context, meta Meta, doc []byte) (bool, error) {
+	meta.Action = ActionSchema
+	_, err := s.Update(ctx, meta, nil, func(tx *Tx) error {
+		if tx.loaded.rev != 0 {
+			return errSchemaExists
+		}
+		return tx.SetSchema(doc)
+	})
+	if errors.Is(err, errSchemaExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Rollback writes the value key had at revision to as a new change (a
 // delete, if it had none). History is never rewritten.
 func (s *Store) Rollback(ctx context.Context, meta Meta, key string, to int64) (*Result, error) {

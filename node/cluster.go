@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
 
 	"cfgcluster/api"
@@ -72,6 +74,11 @@ func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "member", "give the new member's name and peer URL (http://host:2380)")
 	}
 	resp, err := n.client.MemberAddAsLearner(r.Context(), []string{req.PeerURL})
+	if errors.Is(err, rpctypes.ErrUnhealthy) {
+		// etcd adds members only to a cluster whose members have all been
+		// connected for a while (5 s after a start).
+		return cfgerr.Errorf(cfgerr.Unavailable, "", "member", "the cluster is not healthy enough to add a member yet: try again in a few seconds")
+	}
 	if err != nil {
 		return cfgerr.Errorf(cfgerr.Conflict, "", "member", "etcd refused the member: %v", err)
 	}

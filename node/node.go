@@ -219,20 +219,16 @@ func (n *Node) loadSchemaFile(ctx context.Context) error {
 	if n.cfg.SchemaFile == "" {
 		return nil
 	}
-	_, _, rev, err := n.store.Schema(ctx)
-	if err != nil {
-		return err
-	}
-	if rev != 0 {
-		n.log.Info("a schema is stored already; --schema is used only at first start", zap.Int64("schema_revision", rev))
-		return nil
-	}
 	doc, err := os.ReadFile(n.cfg.SchemaFile)
 	if err != nil {
 		return fmt.Errorf("--schema: %w", err)
 	}
-	if _, err := n.store.SetSchema(ctx, kv.Meta{Actor: "cfgnode:" + n.cfg.Name, Comment: "--schema " + n.cfg.SchemaFile}, doc); err != nil {
+	applied, err := n.store.InitSchema(ctx, kv.Meta{Actor: "cfgnode:" + n.cfg.Name, Comment: "--schema " + n.cfg.SchemaFile}, doc)
+	if err != nil {
 		return fmt.Errorf("--schema %s: %w", n.cfg.SchemaFile, err)
+	}
+	if !applied {
+		n.log.Info("a schema is stored already; --schema is used only at first start")
 	}
 	return nil
 }

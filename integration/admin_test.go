@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
+	"cfgcluster/etcdtest"
+)
+
+// Cluster status, member add (as a learner, promoted once caught up) and
+// remove, defrag, and a snapshot restored into a new cluster with values,
+// history, audit and schema intact.
+func TestClusterAdministration(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	cl := NewCluster(t, Config{Size: 3, Schema: schema})
+	ctx := ctxT(t)
+	n := cl.Nodes[0]
+	out, errOut, code := n.Adm(ctx, "cluster", "status")
+	if code != 0 || strings.Count(out, "leader") != 1 || strings.Count(out, "follower") != 2 {
+		t.Fatalf("cluster status: %s%s", out, errOut)
+	}
+	for _, args := range [][]string{{"set", "log.level", "warn"}, {"set", "log.level", "error"}, {"set", "taskqueue.max_workers", "20"}} {
+		if _, e, code := n.Adm(ctx, args...); code != 0 {
+			t.Fatal(e)
+		}
+	}
+
+	// Join a fourth member.
+	peer := "http://" + etcdtest.FreeAddr(t)
+	var res *api.MemberAdded
+	var err error
+	waitFor(t, "etcd to accept a member (it waits 5 s after a start)", 20*time.Second, func() bool {
+		res, err = n.API().AddMember(ctx, api.MemberAddRequest{Name: "n3", PeerURL: peer})
+		if cfgerr.CodeOf(err) == cfgerr.Unavailable {
+			time.Sleep(500 * time.Millisecond)
+			return false
+		}
+		return true
+	})
+	if err != nil || res.InitialClusterState != "existing" || !strings.Contains(res.InitialCluster, "n3="+peer) {
+		t.Fatalf("member add: %+v %v", res, err)
+	}
+	joiner := newNode(t, "n3", peer)
+	joiner.Args = append(joiner.Args, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--advertise-client-urls", joiner.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing")
+	joiner.Start()
+	waitFor(t, "the learner's promotion", 30*time.Second, func() bool {
+		st, err := n.API().Cluster(ctx)
+		if err != nil || len(st.Members) != 4 {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.Learner || !m.Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	if v, err := joiner.API().Get(ctx, "log.level", 0); err != nil || v.Value != "error" {
+		t.Fatalf("the new member serves %+v %v", v, err)
+	}
+	if _, e, code := n.Adm(ctx, "member", "remove", "n3"); code != 0 {
+		t.Fatal(e)
+	}
+	joiner.Kill()
+	if st, _ := n.API().Cluster(ctx); len(st.Members) != 3 {
+		t.Fatalf("members after remove: %+v", st.Members)
+	}
+
+	if _, e, code := n.Adm(ctx, "defrag"); code != 0 {
+		t.Fatal(e)
+	}
+
+	// Back up, restore into a new single-member cluster, compare.
+	file := filepath.Join(t.TempDir(), "backup.db")
+	if _, e, code := n.Adm(ctx, "snapshot", "save", file); code != 0 {
+		t.Fatal(e)
+	}
+	if _, err := os.Stat(file + ".sha256"); err != nil {
+		t.Fatal(err)
+	}
+	restored := newNode(t, "r0", "http://"+etcdtest.FreeAddr(t))
+	restore := exec.Command(filepath.Join(Binaries(t), "cfgnode"), "restore", "--from", file, "--sha256", file+".sha256",
+		"--name", "r0", "--data-dir", restored.DataDir, "--initial-advertise-peer-urls", restored.Peer)
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("cfgnode restore: %v\n%s", err, out)
+	}
+	restored.Args = append(restored.Args, "--listen-peer-urls", restored.Peer, "--initial-advertise-peer-urls", restored.Peer)
+	restored.Start()
+	rc := restored.API()
+	if v, err := rc.Get(ctx, "taskqueue.max_workers", 0); err != nil || v.Value != float64(20) {
+		t.Fatalf("restored value: %+v %v", v, err)
+	}
+	h, err := rc.History(ctx, "log.level")
+	if err != nil || len(h.Entries) != 2 || h.Entries[1].Value != "warn" {
+		t.Fatalf("restored history: %+v %v", h, err)
+	}
+	a, err := rc.Audit(ctx, "", 0, 0)
+	if err != nil || len(a.Records) != 4 {
+		t.Fatalf("restored audit: %d records %v", len(a.Records), err)
+	}
+	if s, err := rc.Schema(ctx); err != nil || !strings.Contains(s.Document, "idle-within-absolute") {
+		t.Fatalf("restored schema: %v", err)
+	}
+	// A damaged backup is refused.
+	os.WriteFile(file, []byte("garbage"), 0o644)
+	bad := exec.Command(filepath.Join(Binaries(t), "cfgnode"), "restore", "--from", file, "--sha256", file+".sha256",
+		"--data-dir", filepath.Join(t.TempDir(), "x"))
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "damaged") {
+		t.Fatalf("a damaged snapshot was restored: %s", out)
+	}
+}
