@@ -181,6 +181,9 @@ func (n *Node) Pause() { n.cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused process (SIGCONT).
 func (n *Node) Resume() {
+	if n.cmd == nil {
+		return
+	}
 	select {
 	case <-n.exited:
 	default:
@@ -190,6 +193,9 @@ func (n *Node) Resume() {
 
 // Running reports whether the process is alive.
 func (n *Node) Running() bool {
+	if n.cmd == nil {
+		return false
+	}
 	select {
 	case <-n.exited:
 		return false
@@ -199,6 +205,9 @@ func (n *Node) Running() bool {
 }
 
 func (n *Node) signal(sig syscall.Signal, wait time.Duration) error {
+	if n.cmd == nil {
+		return nil // never started
+	}
 	select {
 	case <-n.exited:
 		return n.exitErr

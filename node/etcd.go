@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -79,4 +82,38 @@ func (n *Node) startEtcd(ctx context.Context) error {
 	case <-time.After(60 * time.Second):
 		return fmt.Errorf("etcd member %q not ready after 60s (is a quorum of --initial-cluster up?)", c.Name)
 	}
+}
+
+// etcdClientConfig starts the embedded member (or, in external mode, none)
+// and returns the configuration of the node's etcd client.
+func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
+	cc := clientv3.Config{
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		Logger:               n.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		Context:              context.WithoutCancel(ctx),
+	}
+	c := n.cfg
+	if len(c.EtcdEndpoints) == 0 {
+		if err := n.startEtcd(ctx); err != nil {
+			return cc, err
+		}
+		cc.Endpoints = n.etcd.Server.Cluster().ClientURLs()
+		return cc, nil
+	}
+	cc.Endpoints = c.EtcdEndpoints
+	cc.Username, cc.Password = c.EtcdUser, c.EtcdPassword
+	if user, pass, ok := strings.Cut(c.EtcdUser, ":"); ok && c.EtcdPassword == "" {
+		cc.Username, cc.Password = user, pass
+	}
+	if c.EtcdCA != "" || c.EtcdCert != "" {
+		tlsInfo := transport.TLSInfo{TrustedCAFile: c.EtcdCA, CertFile: c.EtcdCert, KeyFile: c.EtcdKey}
+		tc, err := tlsInfo.ClientConfig()
+		if err != nil {
+			return cc, fmt.Errorf("--etcd-cacert/--etcd-cert/--etcd-key: %w", err)
+		}
+		cc.TLS = tc
+	}
+	return cc, nil
 }

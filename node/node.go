@@ -40,6 +40,15 @@ type Config struct {
 	AutoCompactionRetention string   // etcd periodic compaction window (default 72h)
 	QuotaBackendBytes       int64    // etcd backend quota (0: etcd's 2 GiB)
 
+	// External mode: with EtcdEndpoints set, the node runs no member of its
+	// own and uses the etcd cluster there. The member fields above are unused.
+	EtcdEndpoints []string
+	EtcdUser      string // user:password also accepted
+	EtcdPassword  string
+	EtcdCA        string // PEM CA bundle for https endpoints
+	EtcdCert      string // PEM client certificate
+	EtcdKey       string // PEM client key
+
 	APIAddr    string // HTTP API listen address (default 127.0.0.1:7380)
 	SchemaFile string // a schema to apply at first start, when none is stored
 	Prefix     string // etcd key prefix (default kv.DefaultPrefix)
@@ -106,19 +115,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.Close()
 		}
 	}()
-	if err := n.startEtcd(ctx); err != nil {
+	cc, err := n.etcdClientConfig(ctx)
+	if err != nil {
 		return nil, err
 	}
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   n.etcd.Server.Cluster().ClientURLs(),
-		DialTimeout: 5 * time.Second,
-		Logger:      n.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
-		Context:     context.WithoutCancel(ctx),
-	})
+	c, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	n.client = c
+	if n.etcd == nil {
+		// External etcd: fail now, clearly, if it cannot be reached.
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := c.Get(sctx, "health-probe")
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-endpoints %v: %w", cfg.EtcdEndpoints, err)
+		}
+	}
 	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfgcluster_etcd_alarms", Help: "Active etcd alarms (NOSPACE, CORRUPT): while any is raised, writes fail.",
 	}, func() float64 {
@@ -152,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	ok = true
 	n.log.Info("cfgnode ready", zap.String("name", cfg.Name), zap.String("api", n.APIURL()),
-		zap.Strings("etcd", n.etcd.Server.Cluster().ClientURLs()))
+		zap.Strings("etcd", n.ClientURLs()))
 	return n, nil
 }
 
@@ -167,7 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 		n.log.Info("shutting down")
 	case err = <-n.served:
 		n.log.Error("API server failed", zap.Error(err))
-	case err = <-n.etcd.Err():
+	case err = <-n.etcdErr():
 		n.log.Error("etcd failed", zap.Error(err))
 	}
 	return errors.Join(err, n.Close())
@@ -177,7 +191,20 @@ func Run(ctx context.Context, cfg Config) error {
 func (n *Node) APIURL() string { return "http://" + n.ln.Addr().String() }
 
 // ClientURLs are the etcd client URLs of the node's member.
-func (n *Node) ClientURLs() []string { return n.etcd.Server.Cluster().ClientURLs() }
+func (n *Node) ClientURLs() []string {
+	if n.etcd == nil {
+		return n.cfg.EtcdEndpoints
+	}
+	return n.etcd.Server.Cluster().ClientURLs()
+}
+
+// etcdErr reports the embedded member's fatal errors (never, when external).
+func (n *Node) etcdErr() <-chan error {
+	if n.etcd == nil {
+		return nil
+	}
+	return n.etcd.Err()
+}
 
 // Store is the node's store.
 func (n *Node) Store() *kv.Store { return n.store }
@@ -235,10 +262,12 @@ func (n *Node) loadSchemaFile(ctx context.Context) error {
 
 // ready reports why the node cannot serve yet, or nil.
 func (n *Node) ready(ctx context.Context) error {
-	select {
-	case <-n.etcd.Server.ReadyNotify():
-	default:
-		return cfgerr.Errorf(cfgerr.Unavailable, "", "", "etcd is not ready")
+	if n.etcd != nil {
+		select {
+		case <-n.etcd.Server.ReadyNotify():
+		default:
+			return cfgerr.Errorf(cfgerr.Unavailable, "", "", "etcd is not ready")
+		}
 	}
 	_, _, rev, err := n.store.Schema(ctx)
 	if err != nil {

@@ -51,6 +51,12 @@ func flags() []cli.Flag {
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
 		flag("prefix", "/cfgcluster/", "etcd key prefix"),
 		flag("log-level", "info", "debug, info, warn or error"),
+		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
+		flag("etcd-user", "", "external mode: etcd user (or user:password)"),
+		flag("etcd-password", "", "external mode: etcd password"),
+		flag("etcd-cacert", "", "external mode: CA bundle for https endpoints"),
+		flag("etcd-cert", "", "external mode: client certificate"),
+		flag("etcd-key", "", "external mode: client key"),
 	}
 }
 
@@ -88,6 +94,12 @@ func run(c *cli.Context) error {
 		APIAddr:                 c.String("api-addr"),
 		SchemaFile:              c.String("schema"),
 		Prefix:                  c.String("prefix"),
+		EtcdEndpoints:           list(c.String("etcd-endpoints")),
+		EtcdUser:                c.String("etcd-user"),
+		EtcdPassword:            c.String("etcd-password"),
+		EtcdCA:                  c.String("etcd-cacert"),
+		EtcdCert:                c.String("etcd-cert"),
+		EtcdKey:                 c.String("etcd-key"),
 		Logger:                  log,
 	})
 }

@@ -1,0 +1,106 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/etcdtest"
+)
+
+// externalEtcd is Debian's etcd-server package (3.4): .ci/run and
+// scripts/test.sh install it.
+const externalEtcd = "/usr/bin/etcd"
+
+// startExternalEtcd runs Debian's etcd on loopback ports until the test ends.
+func startExternalEtcd(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(externalEtcd); err != nil {
+		t.Fatalf("%s is missing: install Debian's etcd-server package (scripts/test.sh does): %v", externalEtcd, err)
+	}
+	dir := t.TempDir()
+	client, peer := "http://"+etcdtest.FreeAddr(t), "http://"+etcdtest.FreeAddr(t)
+	logf, _ := os.Create(filepath.Join(dir, "etcd.log"))
+	cmd := exec.Command(externalEtcd, "--name", "ext", "--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "ext="+peer)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "etcd 3.4 to serve", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := c.Get(ctx, "probe")
+		return err == nil
+	})
+	// Turn on authentication, so the node must log in.
+	ctx := ctxT(t)
+	for _, step := range []func() error{
+		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := c.UserAdd(ctx, "root", "s3cret"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("enabling etcd auth: %v", err)
+		}
+	}
+	return client
+}
+
+// cfgnode in external mode against Debian's etcd 3.4 with authentication:
+// validated writes, history, rollback, the watch stream and cluster status.
+func TestExternalEtcd(t *testing.T) {
+	endpoint := startExternalEtcd(t)
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema, "--etcd-endpoints", endpoint, "--etcd-user", "root:s3cret"}})
+	ctx := ctxT(t)
+	waitFor(t, "readiness", 10*time.Second, func() bool { code, _, _ := get(t, n.URL()+"/readyz"); return code == 200 })
+	for _, c := range []struct {
+		code int
+		args []string
+		want string
+	}{
+		{0, []string{"set", "session.idle_timeout", "20m"}, "20m0s"},
+		{2, []string{"set", "session.idle_timeout", "9h"}, "must not exceed"},
+		{0, []string{"set", "session.idle_timeout", "30m"}, "30m0s"},
+		{0, []string{"get", "session.idle_timeout"}, "30m0s"},
+		{0, []string{"history", "session.idle_timeout"}, "20m0s"},
+		{0, []string{"cluster", "status"}, "3.4.23"},
+	} {
+		out, errOut, code := n.Adm(ctx, c.args...)
+		if code != c.code || !strings.Contains(out+errOut, c.want) {
+			t.Fatalf("cfgadm %v: exit %d\n%s%s", c.args, code, out, errOut)
+		}
+	}
+	h, err := n.API().History(ctx, "session.idle_timeout")
+	if err != nil || len(h.Entries) != 2 {
+		t.Fatalf("history: %+v %v", h, err)
+	}
+	if _, e, code := n.Adm(ctx, "rollback", "session.idle_timeout", "--to", itoa(h.Entries[1].Revision)); code != 0 {
+		t.Fatal(e)
+	}
+	if out, _, _ := n.Adm(ctx, "get", "session.idle_timeout"); !strings.Contains(out, "20m0s") {
+		t.Fatalf("after rollback: %s", out)
+	}
+	// Wrong credentials are refused at start, clearly.
+	bad := newNode(t, "bad", "http://"+etcdtest.FreeAddr(t))
+	cmd := exec.Command(filepath.Join(Binaries(t), "cfgnode"), append(bad.Args, "--etcd-endpoints", endpoint, "--etcd-user", "root:wrong")...)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "authentication failed") {
+		t.Fatalf("a node with a wrong password started: %s", out)
+	}
+}
