@@ -37,6 +37,13 @@ func (c *Client) Get(ctx context.Context, key string, rev int64) (*Value, error)
 	return &v, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+revQuery(rev), nil, &v)
 }
 
+// GetLinearizable returns a key's current value read through etcd's quorum
+// (Get reads the node's cache, which may lag another node's write by ms).
+func (c *Client) GetLinearizable(ctx context.Context, key string) (*Value, error) {
+	var v Value
+	return &v, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+"?consistency=linearizable", nil, &v)
+}
+
 // List returns every key under prefix.
 func (c *Client) List(ctx context.Context, prefix string, rev int64) (*ValueList, error) {
 	q := url.Values{"prefix": {prefix}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -117,79 +116,3 @@ func (cl *Cluster) Endpoints() []string {
 	return out
 }
 
-// Ack is an acknowledged write.
-type Ack struct {
-	Key, Value string
-	Revision   int64
-	At         time.Time
-}
-
-// Writers runs n writers, each with one request in flight, writing unique
-// values to key through any live node until ctx is done. A request that
-// fails is retried on the next node: it was not acknowledged.
-type Writers struct {
-	mu     sync.Mutex
-	acks   []Ack
-	errs   int
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-}
-
-// StartWriters starts n writers on key.
-func (cl *Cluster) StartWriters(n int, key string) *Writers {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &Writers{cancel: cancel}
-	for id := 0; id < n; id++ {
-		w.wg.Add(1)
-		go func(id int) {
-			defer w.wg.Done()
-			for seq, node := 0, id; ctx.Err() == nil; seq++ {
-				v := fmt.Sprintf("w%d-%d", id, seq)
-				c := cl.Nodes[node%len(cl.Nodes)].API()
-				c.HTTP.Timeout = 3 * time.Second
-				res, err := c.Set(ctx, key, api.SetRequest{Text: &v})
-				if err != nil {
-					w.mu.Lock()
-					w.errs++
-					w.mu.Unlock()
-					node++ // try the next node
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				w.mu.Lock()
-				w.acks = append(w.acks, Ack{Key: key, Value: v, Revision: res.Revision, At: time.Now()})
-				w.mu.Unlock()
-			}
-		}(id)
-	}
-	return w
-}
-
-// Stop stops the writers and returns what was acknowledged and how many requests failed.
-func (w *Writers) Stop() ([]Ack, int) {
-	w.cancel()
-	w.wg.Wait()
-	return w.Acks(), w.errs
-}
-
-// Acks returns the writes acknowledged so far.
-func (w *Writers) Acks() []Ack {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]Ack(nil), w.acks...)
-}
-
-// CheckAcks fails the test unless every acknowledged write is in the
-// cluster's history at the revision it was acknowledged with.
-func (cl *Cluster) CheckAcks(t *testing.T, node int, acks []Ack) {
-	t.Helper()
-	c := cl.API(node)
-	for _, a := range acks {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		v, err := c.Get(ctx, a.Key, a.Revision)
-		cancel()
-		if err != nil || v.Value != a.Value || v.Revision != a.Revision {
-			t.Fatalf("acknowledged write %s=%s at revision %d is lost: got %+v, %v", a.Key, a.Value, a.Revision, v, err)
-		}
-	}
-}

@@ -152,8 +152,10 @@ func (n *Node) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if rev == 0 {
+	if rev == 0 && r.URL.Query().Get("consistency") != "linearizable" {
 		// The current value, from the node's cache: no etcd round trip.
+		// It may lag a write made through another node by milliseconds;
+		// ?consistency=linearizable reads through etcd's quorum instead.
 		v, err := n.watch.Lookup(r.PathValue("key"))
 		if err != nil {
 			return err

@@ -1,0 +1,173 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"cfgcluster/api"
+)
+
+// Ack is an acknowledged write.
+type Ack struct {
+	Key, Value string
+	Revision   int64
+	Called, At time.Time // when the request was sent, and acknowledged
+}
+
+// Load runs writers and readers against a cluster and records the history
+// of their operations for a linearizability check. Each worker keeps one
+// request in flight and moves to the next node when one fails. Writes use
+// unique values; reads are linearizable (through etcd's quorum).
+type Load struct {
+	key    string
+	start  time.Time
+	mu     sync.Mutex
+	acks   []Ack
+	ops    []porcupine.Operation
+	errs   int
+	nextID int // porcupine client ids: an unknown outcome retires its id
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+type regInput struct {
+	write bool
+	value string
+}
+
+// StartLoad starts writers and readers on key.
+func (cl *Cluster) StartLoad(writers, readers int, key string) *Load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Load{key: key, start: time.Now(), cancel: cancel}
+	for id := 0; id < writers+readers; id++ {
+		l.wg.Add(1)
+		go func(id int, write bool) {
+			defer l.wg.Done()
+			node := id
+			cid := l.clientID()
+			for seq := 0; ctx.Err() == nil; seq++ {
+				c := cl.Nodes[node%len(cl.Nodes)].API()
+				c.HTTP.Timeout = 3 * time.Second
+				in := regInput{write: write, value: fmt.Sprintf("w%d-%d", id, seq)}
+				called := time.Now()
+				call := l.now()
+				var out string
+				var err error
+				var rev int64
+				if write {
+					var res *api.WriteResult
+					if res, err = c.Set(ctx, key, api.SetRequest{Text: &in.value}); err == nil {
+						rev = res.Revision
+					}
+				} else {
+					var v *api.Value
+					if v, err = c.GetLinearizable(ctx, key); err == nil {
+						out, _ = v.Value.(string)
+					}
+				}
+				ret := l.now()
+				l.mu.Lock()
+				switch {
+				case err == nil:
+					l.ops = append(l.ops, porcupine.Operation{ClientId: cid, Input: in, Call: call, Output: out, Return: ret})
+					if write {
+						l.acks = append(l.acks, Ack{Key: key, Value: in.value, Revision: rev, Called: called, At: time.Now()})
+					}
+				case write && ctx.Err() == nil:
+					// It may have taken effect: its return is open-ended.
+					l.ops = append(l.ops, porcupine.Operation{ClientId: cid, Input: in, Call: call, Return: math.MaxInt64})
+					l.errs++
+				default:
+					l.errs++ // a failed read changed nothing
+				}
+				l.mu.Unlock()
+				if err != nil {
+					if write {
+						cid = l.clientID()
+					}
+					node++
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}(id, id < writers)
+	}
+	return l
+}
+
+func (l *Load) now() int64 { return int64(time.Since(l.start)) }
+
+func (l *Load) clientID() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nextID++
+	return l.nextID - 1
+}
+
+// Acks returns the writes acknowledged so far.
+func (l *Load) Acks() []Ack {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Ack(nil), l.acks...)
+}
+
+// Stop stops the load and returns the acknowledged writes and the number
+// of failed requests.
+func (l *Load) Stop() ([]Ack, int) {
+	l.cancel()
+	l.wg.Wait()
+	return l.Acks(), l.errs
+}
+
+// register is the model: one register, initially the key's default "".
+var register = porcupine.Model{
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(regInput)
+		if in.write {
+			return true, in.value
+		}
+		return output.(string) == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(regInput)
+		if in.write {
+			return "write " + in.value
+		}
+		return fmt.Sprintf("read -> %v", output)
+	},
+}
+
+// CheckLinearizable fails the test unless the recorded history is
+// linearizable; a checker time-out counts as a failure.
+func (l *Load) CheckLinearizable(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	ops := append([]porcupine.Operation(nil), l.ops...)
+	l.mu.Unlock()
+	res, _ := porcupine.CheckOperationsVerbose(register, ops, 60*time.Second)
+	if res != porcupine.Ok {
+		t.Fatalf("the history of %d operations is not linearizable: %s", len(ops), res)
+	}
+	t.Logf("linearizable: %d operations", len(ops))
+}
+
+// CheckAcks fails the test unless every acknowledged write is in the
+// cluster's history at the revision it was acknowledged with.
+func (cl *Cluster) CheckAcks(t *testing.T, node int, acks []Ack) {
+	t.Helper()
+	c := cl.API(node)
+	for _, a := range acks {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := c.Get(ctx, a.Key, a.Revision)
+		cancel()
+		if err != nil || v.Value != a.Value || v.Revision != a.Revision {
+			t.Fatalf("acknowledged write %s=%s at revision %d is lost: got %+v, %v", a.Key, a.Value, a.Revision, v, err)
+		}
+	}
+}
