@@ -115,4 +115,3 @@ func (cl *Cluster) Endpoints() []string {
 	}
 	return out
 }
-
