@@ -26,6 +26,7 @@ type Ack struct {
 // unique values; reads are linearizable (through etcd's quorum).
 type Load struct {
 	key    string
+	init   string // the key's value when the load started
 	start  time.Time
 	mu     sync.Mutex
 	acks   []Ack
@@ -45,6 +46,19 @@ type regInput struct {
 func (cl *Cluster) StartLoad(writers, readers int, key string) *Load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Load{key: key, start: time.Now(), cancel: cancel}
+	for i := 0; ; i++ { // the register's initial state: what earlier rounds left
+		rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+		v, err := cl.Nodes[i%len(cl.Nodes)].API().GetLinearizable(rctx, key)
+		rcancel()
+		if err == nil {
+			l.init, _ = v.Value.(string)
+			break
+		}
+		if i > 30 {
+			panic(fmt.Sprintf("integration: no node answers a read of %s: %v", key, err))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for id := 0; id < writers+readers; id++ {
 		l.wg.Add(1)
 		go func(id int, write bool) {
@@ -124,7 +138,14 @@ func (l *Load) Stop() ([]Ack, int) {
 	return l.Acks(), l.errs
 }
 
-// register is the model: one register, initially the key's default "".
+// registerFrom is the model: one register, initially init.
+func registerFrom(init string) porcupine.Model {
+	m := register
+	m.Init = func() any { return init }
+	return m
+}
+
+// register is the model of a register whose initial value is "".
 var register = porcupine.Model{
 	Init: func() any { return "" },
 	Step: func(state, input, output any) (bool, any) {
@@ -143,31 +164,57 @@ var register = porcupine.Model{
 	},
 }
 
-// CheckLinearizable fails the test unless the recorded history is
-// linearizable; a checker time-out counts as a failure.
-func (l *Load) CheckLinearizable(t *testing.T) {
-	t.Helper()
+// Linearizable checks that the recorded history is linearizable; a checker
+// time-out counts as a failure. It returns the number of operations.
+func (l *Load) Linearizable() (int, error) {
 	l.mu.Lock()
 	ops := append([]porcupine.Operation(nil), l.ops...)
 	l.mu.Unlock()
-	res, _ := porcupine.CheckOperationsVerbose(register, ops, 60*time.Second)
+	res, _ := porcupine.CheckOperationsVerbose(registerFrom(l.init), ops, 60*time.Second)
 	if res != porcupine.Ok {
-		t.Fatalf("the history of %d operations is not linearizable: %s", len(ops), res)
+		return len(ops), fmt.Errorf("the history of %d operations is not linearizable: %s", len(ops), res)
 	}
-	t.Logf("linearizable: %d operations", len(ops))
+	return len(ops), nil
+}
+
+// CheckLinearizable fails the test unless the history is linearizable.
+func (l *Load) CheckLinearizable(t *testing.T) {
+	t.Helper()
+	n, err := l.Linearizable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("linearizable: %d operations", n)
+}
+
+// History returns the recorded operations, for offline re-checking.
+func (l *Load) History() []porcupine.Operation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]porcupine.Operation(nil), l.ops...)
+}
+
+// LostAcks returns the acknowledged writes that are not in the cluster's
+// history at the revision they were acknowledged with.
+func (cl *Cluster) LostAcks(node int, acks []Ack) []Ack {
+	c := cl.API(node)
+	var lost []Ack
+	for _, a := range acks {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := c.Get(ctx, a.Key, a.Revision)
+		cancel()
+		if err != nil || v.Value != a.Value || v.Revision != a.Revision {
+			lost = append(lost, a)
+		}
+	}
+	return lost
 }
 
 // CheckAcks fails the test unless every acknowledged write is in the
 // cluster's history at the revision it was acknowledged with.
 func (cl *Cluster) CheckAcks(t *testing.T, node int, acks []Ack) {
 	t.Helper()
-	c := cl.API(node)
-	for _, a := range acks {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		v, err := c.Get(ctx, a.Key, a.Revision)
-		cancel()
-		if err != nil || v.Value != a.Value || v.Revision != a.Revision {
-			t.Fatalf("acknowledged write %s=%s at revision %d is lost: got %+v, %v", a.Key, a.Value, a.Revision, v, err)
-		}
+	if lost := cl.LostAcks(node, acks); len(lost) > 0 {
+		t.Fatalf("%d acknowledged writes are lost, the first: %+v", len(lost), lost[0])
 	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -61,18 +62,28 @@ func (cl *Cluster) Observe(t *testing.T) *Observer {
 	return o
 }
 
-// Check fails the test unless, within 10 s, the observer has been given
-// every change committed since it started: each revision once, in order,
-// each transaction whole, no resync needed — and unless its cache then
-// equals a linearizable read of every key.
+// Check fails the test unless Verify passes.
 func (o *Observer) Check(t *testing.T, cl *Cluster) {
 	t.Helper()
+	n, err := o.Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("watch: %d batches in order, none missing, cache equal to etcd", n)
+}
+
+// Verify checks that, within 10 s, the observer has been given every change
+// committed since it started: each revision once, in order, each
+// transaction whole — and that its cache then equals a linearizable read of
+// every key. After a re-list (compaction), the diff batch stands for the
+// revisions it covers. It returns the number of batches.
+func (o *Observer) Verify() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store := kv.New(o.etcd)
 	recs, err := store.Audit(ctx, kv.AuditQuery{Limit: 100000})
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	want := map[int64][]string{}
 	var last int64
@@ -93,13 +104,10 @@ func (o *Observer) Check(t *testing.T, cl *Cluster) {
 	o.mu.Lock()
 	got, resyncs := slices.Clone(o.batches), slices.Clone(o.resyncs)
 	o.mu.Unlock()
-	if len(resyncs) > 0 {
-		t.Logf("the observer re-listed: %+v", resyncs)
-	}
 	seen := map[int64]bool{}
 	for i, b := range got {
 		if i > 0 && b.Revision <= got[i-1].Revision {
-			t.Fatalf("watch: revision %d after %d (reordered or duplicated)", b.Revision, got[i-1].Revision)
+			return 0, fmt.Errorf("watch: revision %d after %d (reordered or duplicated)", b.Revision, got[i-1].Revision)
 		}
 		var keys []string
 		for _, e := range b.Events {
@@ -109,26 +117,26 @@ func (o *Observer) Check(t *testing.T, cl *Cluster) {
 		sort.Strings(keys)
 		sort.Strings(w)
 		if !slices.Equal(keys, w) && len(resyncs) == 0 {
-			t.Fatalf("watch: revision %d gave %v, the transaction wrote %v", b.Revision, keys, w)
+			return 0, fmt.Errorf("watch: revision %d gave %v, the transaction wrote %v", b.Revision, keys, w)
 		}
 		seen[b.Revision] = true
 	}
 	for rev := range want {
 		if !seen[rev] && len(resyncs) == 0 {
-			t.Fatalf("watch: revision %d (%v) was never delivered (a gap)", rev, want[rev])
+			return 0, fmt.Errorf("watch: revision %d (%v) was never delivered (a gap)", rev, want[rev])
 		}
 	}
 	// The cache equals a linearizable read at the same revision.
 	sch, _, _, err := store.Schema(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	for _, k := range sch.KeyNames() {
 		e, err := store.Get(ctx, k, 0)
 		v, verr := o.C.Lookup(k)
 		if (err == nil) != (verr == nil) || err == nil && !schema.Equal(e.Value, v.Value) {
-			t.Fatalf("cache of %s: %v (%v); etcd: %v (%v)", k, v.Value, verr, e, err)
+			return 0, fmt.Errorf("cache of %s: %v (%v); etcd: %v (%v)", k, v.Value, verr, e, err)
 		}
 	}
-	t.Logf("watch: %d batches in order, none missing, cache equal to etcd", len(got))
+	return len(got), nil
 }
