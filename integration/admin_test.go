@@ -116,3 +116,31 @@ func TestClusterAdministration(t *testing.T) {
 		t.Fatalf("a damaged snapshot was restored: %s", out)
 	}
 }
+
+// A member over its backend quota raises NOSPACE: writes fail with a clear
+// error, reads go on, and status and metrics show the alarm.
+func TestNoSpaceAlarm(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema, "--quota-backend-bytes", "2097152"}})
+	ctx := ctxT(t)
+	c := n.API()
+	big := map[string]any{"blob": strings.Repeat("x", 400<<10)}
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		big["n"] = i
+		_, err = c.Set(ctx, "billing.limits", api.SetRequest{Value: big})
+	}
+	if cfgerr.CodeOf(err) != cfgerr.Unavailable || !strings.Contains(err.Error(), "NOSPACE") {
+		t.Fatalf("writes past the quota: %v", err)
+	}
+	if _, err := c.Get(ctx, "billing.limits", 0); err != nil {
+		t.Fatalf("reads during NOSPACE: %v", err)
+	}
+	st, err := c.Cluster(ctx)
+	if err != nil || len(st.Alarms) != 1 || !strings.Contains(st.Alarms[0], "NOSPACE") {
+		t.Fatalf("status alarms: %+v %v", st, err)
+	}
+	if _, body, _ := get(t, n.URL()+"/metrics"); !strings.Contains(body, "cfgcluster_etcd_alarms 1") {
+		t.Fatal("metrics do not show the alarm")
+	}
+}

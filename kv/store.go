@@ -630,6 +630,8 @@ func etcdError(err error) error {
 		return &cfgerr.Error{Code: cfgerr.NotFound, Field: "revision", Message: "that revision has been compacted", Err: err}
 	case errors.Is(err, rpctypes.ErrFutureRev):
 		return &cfgerr.Error{Code: cfgerr.NotFound, Field: "revision", Message: "that revision is in the future", Err: err}
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: "etcd is out of space (NOSPACE alarm): writes are refused until it is compacted, defragmented and the alarm disarmed (docs/OPERATIONS.md)", Err: err}
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
 		return &cfgerr.Error{Code: cfgerr.Invalid, Field: "changes", Message: "the change is too large for one etcd transaction: " + err.Error(), Err: err}
 	}

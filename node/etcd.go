@@ -88,6 +88,10 @@ func (n *Node) startEtcd(ctx context.Context) error {
 // and returns the configuration of the node's etcd client.
 func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 	cc := clientv3.Config{
+		// A change carries up to 1 MiB values with their old values in the
+		// audit record: room for it (the embedded members allow 8 MiB).
+		MaxCallSendMsgSize:   10 << 20,
+		MaxCallRecvMsgSize:   64 << 20,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,

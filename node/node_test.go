@@ -285,6 +285,19 @@ func grep(data []byte, sub string) string {
 	return strings.Join(out, "\n")
 }
 
+// A value near the 1 MiB limit can be changed: the change carries the old
+// value too, in its audit record.
+func TestLargeValueUpdates(t *testing.T) {
+	_, c := startNode(t, "../examples/schema.yaml")
+	ctx := bg(t)
+	for i := 0; i < 2; i++ {
+		v := map[string]any{"blob": strings.Repeat("x", 1000<<10), "n": i}
+		if _, err := c.Set(ctx, "billing.limits", api.SetRequest{Value: v}); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+}
+
 func TestMaintenanceRoutes(t *testing.T) {
 	_, c := startNode(t, "../examples/schema.yaml")
 	ctx := bg(t)

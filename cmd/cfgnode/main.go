@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -47,6 +48,7 @@ func flags() []cli.Flag {
 		flag("initial-cluster", "", "initial cluster, name=peerURL,... (default: this member alone)"),
 		flag("initial-cluster-state", "new", "new, or existing to join a running cluster (after cfgadm member add)"),
 		flag("auto-compaction-retention", "72h", "keep etcd history for this long (periodic compaction)"),
+		flag("quota-backend-bytes", "0", "etcd backend quota in bytes; past it etcd raises NOSPACE (0: etcd's 2 GiB)"),
 		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
 		flag("prefix", "/cfgcluster/", "etcd key prefix"),
@@ -79,6 +81,10 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer log.Sync()
+	quota, err := strconv.ParseInt(c.String("quota-backend-bytes"), 10, 64)
+	if err != nil || quota < 0 {
+		return fmt.Errorf("--quota-backend-bytes: %q is not a number of bytes", c.String("quota-backend-bytes"))
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return node.Run(ctx, node.Config{
@@ -91,6 +97,7 @@ func run(c *cli.Context) error {
 		InitialCluster:          c.String("initial-cluster"),
 		InitialClusterState:     c.String("initial-cluster-state"),
 		AutoCompactionRetention: c.String("auto-compaction-retention"),
+		QuotaBackendBytes:       quota,
 		APIAddr:                 c.String("api-addr"),
 		SchemaFile:              c.String("schema"),
 		Prefix:                  c.String("prefix"),
