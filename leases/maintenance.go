@@ -154,17 +154,26 @@ func (m *Maintenance) put(ctx context.Context, w, old *kv.Window, rev int64, act
 	return nil
 }
 
+// open reads scope's open window and its mod revision; NotFound if none is open.
+func (m *Maintenance) open(ctx context.Context, scope string) (*kv.Window, int64, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, 0, err
+	}
+	w, rev, err := m.current(ctx, scope)
+	if err != nil {
+		return nil, 0, err
+	}
+	if w == nil || !w.OpenAt(m.now()) {
+		return nil, 0, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
+	}
+	return w, rev, nil
+}
+
 // Extend moves the end of scope's open window d later.
 func (m *Maintenance) Extend(ctx context.Context, scope, author string, d time.Duration) (*kv.Window, error) {
-	if err := checkScope(scope); err != nil {
-		return nil, err
-	}
-	old, rev, err := m.current(ctx, scope)
+	old, rev, err := m.open(ctx, scope)
 	if err != nil {
 		return nil, err
-	}
-	if old == nil || !old.OpenAt(m.now()) {
-		return nil, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
 	}
 	if err := checkWindow(old.Reason, old.End.Add(d).Sub(old.Start)); err != nil || d <= 0 {
 		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "duration", "cannot extend by %v (a window lasts at most %v)", d, MaxWindow)
@@ -176,15 +185,9 @@ func (m *Maintenance) Extend(ctx context.Context, scope, author string, d time.D
 
 // End closes scope's open window now.
 func (m *Maintenance) End(ctx context.Context, scope, author string) (*kv.Window, error) {
-	if err := checkScope(scope); err != nil {
-		return nil, err
-	}
-	old, rev, err := m.current(ctx, scope)
+	old, rev, err := m.open(ctx, scope)
 	if err != nil {
 		return nil, err
-	}
-	if old == nil || !old.OpenAt(m.now()) {
-		return nil, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
 	}
 	closed := *old
 	closed.End, closed.Author = m.now(), author
