@@ -280,9 +280,10 @@ func (c *Client) watchLoop(ctx context.Context) {
 	}
 }
 
-// sleep backs off by the square of the failures, up to 5 s, with jitter.
+// sleep backs off by the square of the failures, with jitter, up to 1 s:
+// a client must converge within a second of the cluster's return.
 func (c *Client) sleep(ctx context.Context, failures int) {
-	d := min(time.Duration(failures*failures)*50*time.Millisecond, 5*time.Second)
+	d := min(time.Duration(failures*failures)*50*time.Millisecond, time.Second)
 	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 	select {
 	case <-ctx.Done():
