@@ -67,7 +67,9 @@ func (cl *Cluster) StartLoad(writers, readers int, key string) *Load {
 			cid := l.clientID()
 			for seq := 0; ctx.Err() == nil; seq++ {
 				c := cl.Nodes[node%len(cl.Nodes)].API()
-				c.HTTP.Timeout = 3 * time.Second
+				// A request to a node that lost its leader waits for etcd's
+				// request timeout (7 s); give up sooner and try another node.
+				c.HTTP.Timeout = 1500 * time.Millisecond
 				in := regInput{write: write, value: fmt.Sprintf("w%d-%d", id, seq)}
 				called := time.Now()
 				call := l.now()
