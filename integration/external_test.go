@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,5 +103,49 @@ func TestExternalEtcd(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "authentication failed") {
 		t.Fatalf("a node with a wrong password started: %s", out)
+	}
+}
+
+// cfgnode in external mode over TLS with client certificates, against
+// Debian's etcd 3.4.
+func TestExternalEtcdTLS(t *testing.T) {
+	if _, err := os.Stat(externalEtcd); err != nil {
+		t.Fatalf("%s is missing: install Debian's etcd-server package (scripts/test.sh does): %v", externalEtcd, err)
+	}
+	certs := MakeTLS(t)
+	dir := t.TempDir()
+	client, peer := "https://"+etcdtest.FreeAddr(t), "http://"+etcdtest.FreeAddr(t)
+	logf, _ := os.Create(filepath.Join(dir, "etcd.log"))
+	cmd := exec.Command(externalEtcd, "--name", "ext", "--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "ext="+peer,
+		"--cert-file", certs.ServerCert, "--key-file", certs.ServerKey, "--trusted-ca-file", certs.CA, "--client-cert-auth")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	flags := []string{"--schema", schema, "--etcd-endpoints", client, "--etcd-cacert", certs.CA}
+	// Without a client certificate etcd refuses the node.
+	bad := newNode(t, "nocert", "http://"+etcdtest.FreeAddr(t))
+	waitFor(t, "etcd to listen", 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(client, "https://"))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	out, err := exec.Command(filepath.Join(Binaries(t), "cfgnode"), append(bad.Args, flags...)...).CombinedOutput()
+	if err == nil {
+		t.Fatalf("a node without a client certificate started: %s", out)
+	}
+	n := StartNode(t, NodeConfig{Flags: append(flags, "--etcd-cert", certs.ClientCert, "--etcd-key", certs.ClientKey)})
+	ctx := ctxT(t)
+	if _, e, code := n.Adm(ctx, "set", "log.level", "warn"); code != 0 {
+		t.Fatal(e)
+	}
+	if out, _, _ := n.Adm(ctx, "get", "log.level"); !strings.Contains(out, "warn") {
+		t.Fatalf("get over TLS: %s", out)
 	}
 }
