@@ -231,11 +231,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("reading the answer of %s: %v", c.Endpoint, err), Err: err}
 	}
 	if resp.StatusCode >= 300 {
-		var e Error
-		if json.Unmarshal(data, &e) != nil || e.Code == "" {
-			return cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s: %s", resp.Status, bytes.TrimSpace(data))
-		}
-		return e.toError()
+		return errorOf(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -281,6 +277,38 @@ func wireError(e *cfgerr.Error) Error {
 	return Error{Code: string(e.Code), Message: msg, Key: e.Key, Field: e.Field}
 }
 
+// errorOf turns an error answer into a coded error: the node's own, or one
+// coded by the status when the body is not an api.Error.
+func errorOf(resp *http.Response, data []byte) error {
+	var e Error
+	if json.Unmarshal(data, &e) != nil || e.Code == "" {
+		return cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s: %s", resp.Status, bytes.TrimSpace(data))
+	}
+	return e.toError()
+}
+
+// stream sends a request whose answer is a long body (a watch, a
+// snapshot): no client timeout, and an error answer already decoded.
+func (c *Client) stream(req *http.Request) (*http.Response, error) {
+	if c.Actor != "" {
+		req.Header.Set(ActorHeader, c.Actor)
+	}
+	transport := http.DefaultTransport
+	if c.HTTP != nil && c.HTTP.Transport != nil {
+		transport = c.HTTP.Transport
+	}
+	resp, err := (&http.Client{Transport: transport}).Do(req)
+	if err != nil {
+		return nil, &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return nil, errorOf(resp, data)
+	}
+	return resp, nil
+}
+
 func codeOfStatus(status int) cfgerr.Code {
 	for _, c := range []cfgerr.Code{cfgerr.Invalid, cfgerr.NotFound, cfgerr.Conflict, cfgerr.FailedPrecondition, cfgerr.Unavailable} {
 		if cfgerr.HTTPStatus(c) == status {
@@ -320,20 +348,11 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (string, error) {
 	if err != nil {
 		return "", cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
 	}
-	req.Header.Set(ActorHeader, c.Actor)
-	resp, err := (&http.Client{Transport: c.transport()}).Do(req)
+	resp, err := c.stream(req)
 	if err != nil {
-		return "", &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+		return "", err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(resp.Body)
-		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			return "", e.toError()
-		}
-		return "", cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s", resp.Status)
-	}
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(w, h), resp.Body); err != nil {
 		return "", &cfgerr.Error{Code: cfgerr.Unavailable, Message: "the snapshot stream broke: " + err.Error(), Err: err}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -26,23 +25,14 @@ func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(
 	if since > 0 {
 		req.Header.Set("Last-Event-ID", strconv.FormatInt(since, 10))
 	}
-	hc := &http.Client{Transport: c.transport()} // no timeout: the stream is long
-	resp, err := hc.Do(req)
+	resp, err := c.stream(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(resp.Body)
-		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			return e.toError()
-		}
-		return cfgerr.Errorf(codeOfStatus(resp.StatusCode), "", "", "%s", resp.Status)
-	}
 	return ReadEvents(resp.Body, func(event string, data []byte) error {
 		switch event {
 		case "change":
@@ -62,13 +52,6 @@ func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(
 		}
 		return nil
 	})
-}
-
-func (c *Client) transport() http.RoundTripper {
-	if c.HTTP != nil && c.HTTP.Transport != nil {
-		return c.HTTP.Transport
-	}
-	return http.DefaultTransport
 }
 
 // ReadEvents parses a Server-Sent Events stream, calling fn for each event

@@ -28,15 +28,13 @@ type Observer struct {
 	from    int64
 }
 
-func (o *Observer) OnPut(watch.Event)    {}
-func (o *Observer) OnUpdate(watch.Event) {}
-func (o *Observer) OnDelete(watch.Event) {}
-func (o *Observer) OnBatch(b watch.Batch) {
+func (o *Observer) add(b watch.Batch) {
 	o.mu.Lock()
 	o.batches = append(o.batches, b)
 	o.mu.Unlock()
 }
-func (o *Observer) OnResync(r watch.Resync) {
+
+func (o *Observer) resync(r watch.Resync) {
 	o.mu.Lock()
 	o.resyncs = append(o.resyncs, r)
 	o.mu.Unlock()
@@ -57,7 +55,7 @@ func (cl *Cluster) Observe(t *testing.T) *Observer {
 		t.Fatal(err)
 	}
 	o := &Observer{C: c, etcd: etcd, from: c.Revision()}
-	c.Subscribe("*", o)
+	c.Subscribe("*", watch.HandlerFuncs{BatchFunc: o.add, ResyncFunc: o.resync})
 	t.Cleanup(func() { c.Close(); etcd.Close() })
 	return o
 }

@@ -130,7 +130,17 @@ func (s *Store) scanAudit(ctx context.Context, before int64, fn func(*AuditRecor
 // all the same. The record's revision is the transaction's.
 func (s *Store) AuditOp(meta Meta, changes []Change) clientv3.Op {
 	now := s.now()
-	rec := AuditRecord{Time: now.UTC(), Actor: meta.Actor, Action: meta.Action, Comment: meta.Comment, Changes: changes}
+	rec := newAuditRecord(meta, now)
+	rec.Changes = changes
+	return s.auditPut(rec, now)
+}
+
+func newAuditRecord(meta Meta, now time.Time) AuditRecord {
+	return AuditRecord{Time: now.UTC(), Actor: meta.Actor, Action: meta.Action, Comment: meta.Comment}
+}
+
+// auditPut is the put of an audit record made at now.
+func (s *Store) auditPut(rec AuditRecord, now time.Time) clientv3.Op {
 	data, _ := json.Marshal(rec)
 	return clientv3.OpPut(s.layout.newAuditKey(now), string(data))
 }

@@ -522,7 +522,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		return nil, false, err
 	}
 	now := tx.s.now()
-	rec := AuditRecord{Time: now.UTC(), Actor: meta.Actor, Action: meta.Action, Comment: meta.Comment}
+	rec := newAuditRecord(meta, now)
 	var ops []clientv3.Op
 	for _, key := range tx.order {
 		p := tx.writes[key]
@@ -553,8 +553,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	if meta.DryRun {
 		return &Result{Changes: rec.Changes, DryRun: true}, true, nil
 	}
-	audit, _ := json.Marshal(rec)
-	ops = append(ops, clientv3.OpPut(tx.s.layout.newAuditKey(now), string(audit)))
+	ops = append(ops, tx.s.auditPut(rec, now))
 
 	// If every read is still current, write; else read back what changed,
 	// in the same round trip, for the retry.

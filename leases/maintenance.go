@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,19 +49,10 @@ func NewMaintenance(cli *clientv3.Client, store *kv.Store, margin time.Duration)
 }
 
 func checkScope(scope string) error {
-	if err := schema.ValidKeyName(scope); err != nil || len(scope) > 128 || containsDot(scope) {
+	if err := schema.ValidKeyName(scope); err != nil || len(scope) > 128 || strings.Contains(scope, ".") {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "scope", "%q is not a scope: use %q or a service name of [a-z0-9_-]", scope, kv.GlobalScope)
 	}
 	return nil
-}
-
-func containsDot(s string) bool {
-	for _, r := range s {
-		if r == '.' {
-			return true
-		}
-	}
-	return false
 }
 
 func checkWindow(reason string, d time.Duration) error {
@@ -247,7 +239,7 @@ func (m *Maintenance) History(ctx context.Context, limit int) ([]*kv.AuditRecord
 		return nil, err
 	}
 	for _, r := range recs {
-		if len(r.Action) > 12 && r.Action[:12] == "maintenance." {
+		if strings.HasPrefix(r.Action, "maintenance.") {
 			out = append(out, r)
 			if len(out) == limit {
 				break

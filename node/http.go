@@ -166,7 +166,7 @@ func (n *Node) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, wireValue(n.schemaOrNil(r.Context()), e))
+	return writeJSON(w, http.StatusOK, wireValue(n.watch.Schema(), e))
 }
 
 func (n *Node) listKeys(w http.ResponseWriter, r *http.Request) error {
@@ -178,7 +178,7 @@ func (n *Node) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sch := n.schemaOrNil(r.Context())
+	sch := n.watch.Schema()
 	out := api.ValueList{Values: make([]api.Value, 0, len(es))}
 	for _, e := range es {
 		out.Values = append(out.Values, *wireValue(sch, e))
@@ -261,19 +261,14 @@ func (n *Node) history(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sensitive := true // when in doubt, do not show it
-	if sch := n.schemaOrNil(r.Context()); sch != nil {
-		k, ok := sch.Lookup(key)
-		sensitive = ok && k.Sensitive
-	}
+	sch := n.watch.Schema()
 	out := api.History{Key: key, Entries: make([]api.HistoryEntry, 0, len(hs))}
 	for _, h := range hs {
-		e := api.HistoryEntry{Revision: h.Revision, Deleted: h.Deleted, Redacted: h.Redacted || sensitive && !h.Deleted,
-			Actor: h.Actor, Time: h.Time, Action: h.Action, Comment: h.Comment, Source: h.Source}
+		e := api.HistoryEntry{Revision: h.Revision, Value: wireAny(sch, key, h.Value), Deleted: h.Deleted,
+			Redacted: h.Redacted || sensitive(sch, key) && !h.Deleted,
+			Actor:    h.Actor, Time: h.Time, Action: h.Action, Comment: h.Comment, Source: h.Source}
 		if e.Redacted {
 			e.Value = api.Redacted
-		} else if h.Value != nil {
-			e.Value = encode(h.Value)
 		}
 		out.Entries = append(out.Entries, e)
 	}
@@ -293,7 +288,7 @@ func (n *Node) diff(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sch := n.schemaOrNil(r.Context())
+	sch := n.watch.Schema()
 	out := api.Diff{Key: d.Key, From: from, To: to, Changed: d.Changed}
 	if d.From != nil {
 		out.Old = wireValue(sch, d.From)

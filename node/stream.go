@@ -11,7 +11,6 @@ import (
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
-	"cfgcluster/schema"
 	"cfgcluster/watch"
 )
 
@@ -27,11 +26,12 @@ type ring struct {
 
 func newRing(size int, base int64) *ring { return &ring{size: size, base: base} }
 
-func (r *ring) OnPut(watch.Event)    {}
-func (r *ring) OnUpdate(watch.Event) {}
-func (r *ring) OnDelete(watch.Event) {}
+// handler subscribes the ring to every batch and resync notice.
+func (r *ring) handler() watch.Handler {
+	return watch.HandlerFuncs{BatchFunc: r.add, ResyncFunc: r.reset}
+}
 
-func (r *ring) OnBatch(b watch.Batch) {
+func (r *ring) add(b watch.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.buf) < r.size {
@@ -43,8 +43,8 @@ func (r *ring) OnBatch(b watch.Batch) {
 	r.start = (r.start + 1) % r.size
 }
 
-// OnResync: the ring itself fell behind; it cannot vouch for what it lost.
-func (r *ring) OnResync(n watch.Resync) {
+// reset: the ring itself fell behind; it cannot vouch for what it lost.
+func (r *ring) reset(n watch.Resync) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf, r.start, r.base = nil, 0, n.Revision
@@ -74,19 +74,20 @@ type stream struct {
 	resync chan struct{}
 }
 
-func (s *stream) OnPut(watch.Event)    {}
-func (s *stream) OnUpdate(watch.Event) {}
-func (s *stream) OnDelete(watch.Event) {}
+func (s *stream) handler() watch.Handler {
+	return watch.HandlerFuncs{BatchFunc: s.add, ResyncFunc: func(watch.Resync) { s.lost() }}
+}
 
-func (s *stream) OnBatch(b watch.Batch) {
+// add never blocks the watch workers: a full buffer becomes a resync.
+func (s *stream) add(b watch.Batch) {
 	select {
 	case s.ch <- b:
 	default:
-		s.OnResync(watch.Resync{})
+		s.lost()
 	}
 }
 
-func (s *stream) OnResync(watch.Resync) {
+func (s *stream) lost() {
 	select {
 	case s.resync <- struct{}{}:
 	default:
@@ -114,7 +115,7 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		since = v
 	}
 	st := &stream{ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
-	sub := n.watch.Subscribe(prefix+"*", st)
+	sub := n.watch.Subscribe(prefix+"*", st.handler())
 	defer n.watch.Unsubscribe(sub)
 
 	h := w.Header()
@@ -222,7 +223,7 @@ type encodedKey struct {
 
 const encodedKeep = 256
 
-func (c *encodedCache) get(b watch.Batch, prefix string, encode func(watch.Batch, string) []byte) []byte {
+func (c *encodedCache) get(b watch.Batch, prefix string, encodeFn func(watch.Batch, string) []byte) []byte {
 	k := encodedKey{b.Revision, prefix}
 	c.mu.Lock()
 	data, ok := c.m[k]
@@ -230,7 +231,7 @@ func (c *encodedCache) get(b watch.Batch, prefix string, encode func(watch.Batch
 	if ok {
 		return data
 	}
-	data = encode(b, prefix)
+	data = encodeFn(b, prefix)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -245,15 +246,4 @@ func (c *encodedCache) get(b watch.Batch, prefix string, encode func(watch.Batch
 		}
 	}
 	return data
-}
-
-// wireAny is a typed value as the API shows it: JSON form, sensitive redacted.
-func wireAny(sch *schema.Schema, key string, v any) any {
-	if v == nil {
-		return nil
-	}
-	if k, ok := sch.Lookup(key); ok && k.Sensitive {
-		return api.Redacted
-	}
-	return schema.Encode(v)
 }

@@ -1,41 +1,42 @@
 package node
 
 import (
-	"context"
-
 	"cfgcluster/api"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 	"cfgcluster/watch"
 )
 
-func encode(v any) any { return schema.Encode(v) }
+// The schema used to show values is the node's watch client's: the
+// cluster's, kept current by the watch, with no etcd round trip per request.
 
-// schemaOrNil is the current schema, or nil when it cannot be read (then
-// every value is redacted: when in doubt, do not show it).
-func (n *Node) schemaOrNil(ctx context.Context) *schema.Schema {
-	sch, _, _, err := n.store.Schema(ctx)
-	if err != nil {
+// sensitive reports whether the schema marks key sensitive.
+func sensitive(sch *schema.Schema, key string) bool {
+	k, ok := sch.Lookup(key)
+	return ok && k.Sensitive
+}
+
+// wireAny is a typed value as the API shows it: JSON form, sensitive redacted.
+func wireAny(sch *schema.Schema, key string, v any) any {
+	if v == nil {
 		return nil
 	}
-	return sch
+	if sensitive(sch, key) {
+		return api.Redacted
+	}
+	return schema.Encode(v)
 }
 
 // wireValue is an entry as the API shows it: sensitive values redacted.
 func wireValue(sch *schema.Schema, e *kv.Entry) *api.Value {
-	v := &api.Value{Key: e.Key, Value: encode(e.Value), Type: string(e.Type), Source: string(e.Source),
+	v := &api.Value{Key: e.Key, Value: wireAny(sch, e.Key, e.Value), Type: string(e.Type), Source: string(e.Source),
 		Revision: e.Revision, CreateRevision: e.CreateRevision, Version: e.Version, Actor: e.Actor, Comment: e.Comment}
 	if !e.Time.IsZero() {
 		t := e.Time
 		v.Time = &t
 	}
-	if sch != nil {
-		if k, ok := sch.Lookup(e.Key); ok {
-			v.Sensitive, v.RequiresRestart = k.Sensitive, k.RequiresRestart
-		}
-	}
-	if v.Sensitive || sch == nil {
-		v.Value = api.Redacted
+	if k, ok := sch.Lookup(e.Key); ok {
+		v.Sensitive, v.RequiresRestart = k.Sensitive, k.RequiresRestart
 	}
 	return v
 }
@@ -44,9 +45,7 @@ func wireValue(sch *schema.Schema, e *kv.Entry) *api.Value {
 func cachedValue(sch *schema.Schema, v watch.Value) *api.Value {
 	out := &api.Value{Key: v.Key, Value: wireAny(sch, v.Key, v.Value), Type: string(v.Type), Source: string(v.Source),
 		Revision: v.Revision, Actor: v.Actor, Comment: v.Comment, RequiresRestart: v.RequiresRestart}
-	if k, ok := sch.Lookup(v.Key); ok {
-		out.Sensitive = k.Sensitive
-	}
+	out.Sensitive = sensitive(sch, v.Key)
 	if !v.LastUpdated.IsZero() {
 		t := v.LastUpdated
 		out.Time = &t

@@ -110,60 +110,61 @@ func BenchmarkPropagation(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			var got atomic.Int64
-			done := make(chan struct{}, 1)
-			target := atomic.Int64{}
-			h := watch.HandlerFuncs{BatchFunc: func(watch.Batch) {
-				if got.Add(1) == target.Load() {
-					done <- struct{}{}
-				}
-			}}
+			arrivals := newCountdown()
+			h := watch.HandlerFuncs{BatchFunc: func(watch.Batch) { arrivals.arrived() }}
 			for i := 0; i < n; i++ {
 				c.Subscribe(key, h)
 			}
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				got.Store(0)
-				target.Store(int64(n))
-				t0 := time.Now()
-				e.set(b, key, fmt.Sprint(1+i%200))
-				<-done
-				lat = append(lat, time.Since(t0))
-			}
-			report(b, lat)
+			measure(b, e, key, n, arrivals)
 		})
 	}
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("raw-watchers/watchers=%d", n), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var got, target atomic.Int64
-			done := make(chan struct{}, 1)
+			arrivals := newCountdown()
 			for i := 0; i < n; i++ {
 				wch := e.etcd.Watch(ctx, etcdKey)
 				go func() {
 					for range wch {
-						if got.Add(1) == target.Load() {
-							done <- struct{}{}
-						}
+						arrivals.arrived()
 					}
 				}()
 			}
 			time.Sleep(200 * time.Millisecond) // let the watches register
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				got.Store(0)
-				target.Store(int64(n))
-				t0 := time.Now()
-				e.set(b, key, fmt.Sprint(1+i%200))
-				<-done
-				lat = append(lat, time.Since(t0))
-			}
-			report(b, lat)
+			measure(b, e, key, n, arrivals)
 		})
 	}
+}
+
+// countdown signals done when the expected number of arrivals is reached.
+type countdown struct {
+	got, target atomic.Int64
+	done        chan struct{}
+}
+
+func newCountdown() *countdown { return &countdown{done: make(chan struct{}, 1)} }
+
+func (c *countdown) arrived() {
+	if c.got.Add(1) == c.target.Load() {
+		c.done <- struct{}{}
+	}
+}
+
+// measure writes key b.N times and times each write until n arrivals, then
+// reports p50 and p99.
+func measure(b *testing.B, e *env, key string, n int, c *countdown) {
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.got.Store(0)
+		c.target.Store(int64(n))
+		t0 := time.Now()
+		e.set(b, key, fmt.Sprint(1+i%200))
+		<-c.done
+		lat = append(lat, time.Since(t0))
+	}
+	report(b, lat)
 }
 
 // BenchmarkPropagationInterleaved alternates, write by write, between a key

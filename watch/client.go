@@ -223,7 +223,7 @@ func (c *Client) Get(key string, def any) any {
 	if e, ok := c.cache.get(key); ok {
 		return e.val.Value
 	}
-	v, err := c.Lookup(key)
+	v, err := c.resolve(key)
 	if err != nil {
 		return def
 	}
@@ -236,7 +236,7 @@ func typed[T any](c *Client, key string, def T) T {
 	var v any
 	if e, ok := c.cache.get(key); ok {
 		v = e.val.Value
-	} else if val, err := c.Lookup(key); err == nil {
+	} else if val, err := c.resolve(key); err == nil {
 		v = val.Value
 	}
 	if t, ok := v.(T); ok {
@@ -292,6 +292,11 @@ func (c *Client) Lookup(key string) (Value, error) {
 	if e, ok := c.cache.get(key); ok {
 		return e.val, nil
 	}
+	return c.resolve(key)
+}
+
+// resolve is a lookup after a cache miss: the rest of the chain.
+func (c *Client) resolve(key string) (Value, error) {
 	if err := schema.ValidKeyName(key); err != nil {
 		return Value{}, err
 	}

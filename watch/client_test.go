@@ -578,3 +578,16 @@ func counter(t *testing.T, reg *prometheus.Registry, name, reason string) float6
 	}
 	return n
 }
+
+// A miss is counted once, whichever getter met it.
+func TestStatsCountEachReadOnce(t *testing.T) {
+	e := setup(t)
+	c := newClient(t, e.etcd)
+	c.Int("taskqueue.max_workers", 0) // miss, then cached
+	c.Int("taskqueue.max_workers", 0) // hit
+	c.Lookup("log.level")             // miss
+	c.Lookup("log.level")             // hit
+	if st := c.Stats(); st.Misses != 2 || st.Hits != 2 {
+		t.Fatalf("stats: %d hits, %d misses; want 2 and 2", st.Hits, st.Misses)
+	}
+}
