@@ -1,13 +1,16 @@
 package schema
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 
 	"cfgcluster/cfgerr"
 )
@@ -51,7 +54,49 @@ func celType(t Type) *cel.Type {
 	return cel.StringType
 }
 
-func (r *Rule) compile(env *cel.Env) error {
+// Rule cost bounds. A rule's cost is CEL's estimate, in CEL's cost units
+// (about one per value visited), for values as large as its keys allow: a
+// key's max_length where set, otherwise EstimatedItems items (list, json)
+// and EstimatedBytes bytes (string, and each item). A rule whose estimate is
+// above MaxRuleCost is refused when the schema is validated, which refuses
+// nested comprehensions over unbounded lists; the estimate assumes sizes, so
+// every evaluation is bounded too: one that spends more than MaxRuleCost, or
+// runs longer than RuleTimeout, fails, and the change it checks is refused.
+const (
+	MaxRuleCost    = 10_000_000
+	RuleTimeout    = 250 * time.Millisecond
+	EstimatedItems = 100
+	EstimatedBytes = 256
+)
+
+// keyEstimator sizes a rule's variables from their keys' definitions, for
+// CEL's cost estimate.
+type keyEstimator struct{ s *Schema }
+
+func (e keyEstimator) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+func (e keyEstimator) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	path := n.Path()
+	if len(path) == 0 {
+		return nil
+	}
+	k, ok := e.s.Keys[path[0]]
+	if !ok {
+		return nil
+	}
+	size := uint64(EstimatedBytes)
+	if len(path) == 1 && (k.Type == List || k.Type == JSON) {
+		size = EstimatedItems
+	}
+	if len(path) == 1 && k.MaxLength > 0 {
+		size = uint64(k.MaxLength)
+	}
+	return &cost.SizeEstimate{Min: 0, Max: size}
+}
+
+func (r *Rule) compile(s *Schema, env *cel.Env) error {
 	if r.Expr == "" {
 		return errors.New("expr is empty")
 	}
@@ -62,9 +107,12 @@ func (r *Rule) compile(env *cel.Env) error {
 	if ast.OutputType() != cel.BoolType {
 		return fmt.Errorf("must be a bool expression, is %v", ast.OutputType())
 	}
+	// The keys the rule reads are the checked AST's references to declared
+	// keys: a comprehension's variables (all, exists, map, filter…) and
+	// CEL's own @result are references too, and are not keys.
 	set := map[string]bool{}
 	for _, ref := range ast.NativeRep().ReferenceMap() {
-		if ref.Name != "" && ref.Value == nil {
+		if _, declared := s.Keys[ref.Name]; declared && ref.Value == nil {
 			set[ref.Name] = true
 		}
 	}
@@ -76,7 +124,14 @@ func (r *Rule) compile(env *cel.Env) error {
 		r.Keys = append(r.Keys, k)
 	}
 	sort.Strings(r.Keys)
-	prg, err := env.Program(ast)
+	est, err := env.EstimateCost(ast, keyEstimator{s})
+	if err != nil {
+		return fmt.Errorf("its cost cannot be estimated: %v", err)
+	}
+	if est.Max > MaxRuleCost {
+		return fmt.Errorf("is too expensive: its estimated cost for the largest values its keys allow is %d, above the limit %d (bound the keys it iterates with max_length, or avoid nested comprehensions)", est.Max, MaxRuleCost)
+	}
+	prg, err := env.Program(ast, cel.CostLimit(MaxRuleCost), cel.InterruptCheckFrequency(100))
 	if err != nil {
 		return err
 	}
@@ -98,7 +153,9 @@ func (r *Rule) Eval(value func(key string) (any, bool), blame ...string) error {
 		}
 		vars[k] = celValue(v)
 	}
-	out, _, err := r.prg.Eval(vars)
+	ctx, cancel := context.WithTimeout(context.Background(), RuleTimeout)
+	defer cancel()
+	out, _, err := r.prg.ContextEval(ctx, vars)
 	if err != nil {
 		return r.violation(blame, "cannot be evaluated: %v", err)
 	}

@@ -105,7 +105,7 @@ func (s *Schema) Validate() error {
 			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", fmt.Sprintf("rules[%d].name", i), "rule %q is defined twice", r.Name))
 		}
 		seen[r.Name] = true
-		if err := r.compile(env); err != nil {
+		if err := r.compile(s, env); err != nil {
 			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", fmt.Sprintf("rules[%d]", i), "rule %q: %v", r.Name, err))
 			continue
 		}

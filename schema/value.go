@@ -46,7 +46,7 @@ func (t Type) valid() bool {
 func (k *Key) Coerce(raw any) (any, error) {
 	v, err := coerce(k.Type, raw)
 	if err != nil {
-		return nil, k.errorf("value", "%v", err)
+		return nil, k.typeError(err)
 	}
 	if err := k.Check(v); err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func (k *Key) Coerce(raw any) (any, error) {
 func (k *Key) ParseText(text string) (any, error) {
 	v, err := parseText(k.Type, text)
 	if err != nil {
-		return nil, k.errorf("value", "%v", err)
+		return nil, k.typeError(err)
 	}
 	if err := k.Check(v); err != nil {
 		return nil, err
@@ -73,10 +73,10 @@ func (k *Key) Check(v any) error {
 	switch k.Type {
 	case Int, Float, Duration:
 		if k.min != nil && less(v, k.min) {
-			return k.errorf("value", "%s is below the minimum %s", Format(k.Type, v), Format(k.Type, k.min))
+			return k.errorf("value", "%s is below the minimum %s", k.shown(Format(k.Type, v)), Format(k.Type, k.min))
 		}
 		if k.max != nil && less(k.max, v) {
-			return k.errorf("value", "%s is above the maximum %s", Format(k.Type, v), Format(k.Type, k.max))
+			return k.errorf("value", "%s is above the maximum %s", k.shown(Format(k.Type, v)), Format(k.Type, k.max))
 		}
 	case Enum:
 		s := v.(string)
@@ -85,14 +85,14 @@ func (k *Key) Check(v any) error {
 				return nil
 			}
 		}
-		return k.errorf("value", "%q is not one of [%s]", s, strings.Join(k.Values, ", "))
+		return k.errorf("value", "%s is not one of [%s]", k.shown(strconv.Quote(s)), strings.Join(k.Values, ", "))
 	case String:
 		s := v.(string)
 		if k.MaxLength > 0 && len(s) > k.MaxLength {
 			return k.errorf("value", "%d bytes is longer than max_length %d", len(s), k.MaxLength)
 		}
 		if k.re != nil && !k.re.MatchString(s) {
-			return k.errorf("value", "%q does not match pattern %q", s, k.Pattern)
+			return k.errorf("value", "%s does not match pattern %q", k.shown(strconv.Quote(s)), k.Pattern)
 		}
 	case List:
 		l := v.([]string)
@@ -102,7 +102,7 @@ func (k *Key) Check(v any) error {
 		if k.re != nil {
 			for i, s := range l {
 				if !k.re.MatchString(s) {
-					return k.errorf("value", "item %d %q does not match pattern %q", i, s, k.Pattern)
+					return k.errorf("value", "item %d %s does not match pattern %q", i, k.shown(strconv.Quote(s)), k.Pattern)
 				}
 			}
 		}
@@ -139,6 +139,25 @@ func Format(t Type, v any) string {
 
 // Equal reports whether two typed values are the same.
 func Equal(a, b any) bool { return reflect.DeepEqual(a, b) }
+
+// shown is how an error message shows a value of the key: as it is, or, for
+// a sensitive key, never (errors reach logs, audit readers and instance
+// rejections).
+func (k *Key) shown(v string) string {
+	if k.Sensitive {
+		return "the (sensitive) value"
+	}
+	return v
+}
+
+// typeError wraps a coercion error; a sensitive key's, which may quote the
+// value, is replaced by one that does not.
+func (k *Key) typeError(err error) error {
+	if k.Sensitive {
+		return k.errorf("value", "the (sensitive) value is not %s", article(k.Type))
+	}
+	return k.errorf("value", "%v", err)
+}
 
 func (k *Key) errorf(field, format string, args ...any) error {
 	return cfgerr.Errorf(cfgerr.Invalid, k.Name, field, format, args...)
@@ -217,6 +236,9 @@ func coerce(t Type, raw any) (any, error) {
 		}
 	case JSON:
 		if m, ok := raw.(map[string]any); ok {
+			if err := checkJSON(m, 1); err != nil {
+				return nil, err
+			}
 			return deepCopy(m).(map[string]any), nil
 		}
 	}
@@ -309,6 +331,42 @@ func kind(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("a %T", v)
+}
+
+// MaxJSONDepth is how deeply a json value may nest objects and lists: far
+// below what a decoder refuses (encoding/json stops at 10,000), so whatever
+// is stored can be read back, in audit records too.
+const MaxJSONDepth = 64
+
+// checkJSON refuses what the store could not read back: nesting deeper than
+// MaxJSONDepth and numbers that are not finite float64s (1e400).
+func checkJSON(v any, depth int) error {
+	if depth > MaxJSONDepth {
+		return fmt.Errorf("nests deeper than %d levels", MaxJSONDepth)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if err := checkJSON(e, depth+1); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := checkJSON(e, depth+1); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+	case json.Number:
+		if f, err := x.Float64(); err != nil || math.IsInf(f, 0) {
+			return fmt.Errorf("the number %.40s is out of range (finite float64 only)", string(x))
+		}
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("%v is not a finite number", x)
+		}
+	}
+	return nil
 }
 
 func deepCopy(v any) any {
