@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"cfgcluster/api"
 	"cfgcluster/etcdtest"
 )
 
@@ -147,5 +149,50 @@ func TestExternalEtcdTLS(t *testing.T) {
 	}
 	if out, _, _ := n.Adm(ctx, "get", "log.level"); !strings.Contains(out, "warn") {
 		t.Fatalf("get over TLS: %s", out)
+	}
+}
+
+// Whole-namespace changes on etcd 3.4 with its defaults (--max-txn-ops 128,
+// 1.5 MiB requests): a schema change and a rollback of every key work with
+// 300 values, through a cfgnode in external mode.
+func TestExternalEtcdWholeNamespace(t *testing.T) {
+	endpoint := startExternalEtcd(t)
+	n := StartNode(t, NodeConfig{Flags: []string{"--etcd-endpoints", endpoint, "--etcd-user", "root:s3cret"}})
+	ctx := ctxT(t)
+	c := n.API()
+	const keys = 300
+	var doc strings.Builder
+	doc.WriteString("keys:\n")
+	for i := range keys {
+		fmt.Fprintf(&doc, "  ns.k%03d: {type: int, max: 1000}\n", i)
+	}
+	if _, err := c.ApplySchema(ctx, api.SchemaRequest{Document: doc.String()}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < keys; i += 100 {
+		var ch []api.Change
+		for j := i; j < i+100; j++ {
+			ch = append(ch, api.Change{Key: fmt.Sprintf("ns.k%03d", j), Value: j})
+		}
+		if _, err := c.Apply(ctx, api.ApplyRequest{Changes: ch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, err := c.Set(ctx, "ns.k000", api.SetRequest{Value: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplySchema(ctx, api.SchemaRequest{Document: strings.ReplaceAll(doc.String(), "max: 1000", "max: 2000")}); err != nil {
+		t.Fatalf("schema change over %d values: %v", keys, err)
+	}
+	if _, err := c.Apply(ctx, api.ApplyRequest{Changes: []api.Change{{Key: "ns.k000", Value: 5}, {Key: "ns.k299", Delete: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Rollback(ctx, api.RollbackRequest{All: true, To: base.Revision})
+	if err != nil || len(r.Changes) != 2 {
+		t.Fatalf("rollback of %d values: %+v %v", keys, r, err)
+	}
+	if v, err := c.Get(ctx, "ns.k299", 0); err != nil || fmt.Sprint(v.Value) != "299" {
+		t.Fatalf("ns.k299 after rollback: %+v %v", v, err)
 	}
 }

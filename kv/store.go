@@ -127,8 +127,12 @@ type Tx struct {
 	ctx    context.Context
 	s      *Store
 	loaded *loadedSchema
-	reads  map[string]*mvccpb.KeyValue // etcd key → kv as read; ModRevision 0: absent
-	listed int64                       // the revision List read at; 0: List was not called
+	reads  map[string]*mvccpb.KeyValue // etcd key → kv as read, guarded one by one; ModRevision 0: absent
+	// listing holds what List read (etcd key → kv), guarded as a whole by
+	// the generation key's mod revision as List saw it (listGen).
+	listing map[string]*mvccpb.KeyValue
+	listed  bool
+	listGen int64
 	writes map[string]*pending
 	order  []string
 	doc    []byte         // a new schema document, if the change sets one
@@ -168,12 +172,14 @@ func (s *Store) update(ctx context.Context, meta Meta, prefetch []string, fn fun
 		if err != nil {
 			return nil, err
 		}
-		if err := fn(tx); err != nil {
-			s.countInvalid(err, "type")
-			return nil, err
-		}
-		res, ok, err := tx.commit(meta)
-		if err != nil || ok {
+		var res *Result
+		ok := false
+		if err = fn(tx); err != nil {
+			if err = tx.confirm(err); err != nil {
+				s.countInvalid(err, "type")
+				return nil, err
+			}
+		} else if res, ok, err = tx.commit(meta); err != nil || ok {
 			return res, err
 		}
 		if s.metrics != nil {
@@ -342,7 +348,10 @@ func (tx *Tx) read(key string) (*mvccpb.KeyValue, error) {
 	if kv, ok := tx.reads[ek]; ok {
 		return kv, nil
 	}
-	if tx.listed != 0 {
+	if tx.listed {
+		if kv, ok := tx.listing[ek]; ok {
+			return kv, nil
+		}
 		return &mvccpb.KeyValue{Key: []byte(ek)}, nil // List read every stored key: this one has none
 	}
 	resp, err := tx.s.kv.Get(tx.ctx, ek, clientv3.WithSerializable())
@@ -356,28 +365,34 @@ func (tx *Tx) read(key string) (*mvccpb.KeyValue, error) {
 
 // List returns every stored entry, sorted by key (the transaction's own
 // writes are not applied). The commit is then guarded against any value
-// created, changed or deleted since.
+// created, changed or deleted since, by the generation key alone.
 func (tx *Tx) List() ([]*Entry, error) {
-	resp, err := tx.s.kv.Get(tx.ctx, tx.s.layout.ValuesPrefix(), clientv3.WithPrefix(), clientv3.WithSerializable())
+	l := tx.s.layout
+	resp, err := tx.s.kv.Txn(tx.ctx).Then(
+		clientv3.OpGet(l.GenerationKey(), clientv3.WithSerializable()),
+		clientv3.OpGet(l.ValuesPrefix(), clientv3.WithPrefix(), clientv3.WithSerializable()),
+	).Commit()
 	if err != nil {
 		return nil, etcdError(err)
 	}
-	for ek, kv := range tx.reads {
-		if kv.ModRevision != 0 && kv.ModRevision <= resp.Header.Revision {
-			delete(tx.reads, ek) // superseded by the listing; kept only if newer
-		}
+	tx.listGen = 0
+	if g := first(resp.Responses[0].GetResponseRange().Kvs); g != nil {
+		tx.listGen = g.ModRevision
 	}
-	out := make([]*Entry, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		key, _ := tx.s.layout.KeyOf(string(kv.Key))
-		tx.reads[string(kv.Key)] = kv
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	tx.listing = make(map[string]*mvccpb.KeyValue, len(kvs))
+	out := make([]*Entry, 0, len(kvs))
+	for _, kv := range kvs {
+		key, _ := l.KeyOf(string(kv.Key))
+		tx.listing[string(kv.Key)] = kv
 		e, err := decodeEntry(tx.loaded.schema, key, kv)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
 	}
-	tx.listed = resp.Header.Revision
+	clear(tx.reads) // the listing covers every value, and its guard every change to one
+	tx.listed = true
 	return out, nil
 }
 
@@ -514,11 +529,13 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		return nil, false, cfgerr.Errorf(cfgerr.Invalid, "", "changes", "the change writes nothing")
 	}
 	if err := tx.check(); err != nil {
-		reason := "rule"
-		if tx.newSch != nil {
-			reason = "schema"
+		if err = tx.confirm(err); err != nil {
+			reason := "rule"
+			if tx.newSch != nil {
+				reason = "schema"
+			}
+			tx.s.countInvalid(err, reason)
 		}
-		tx.s.countInvalid(err, reason)
 		return nil, false, err
 	}
 	now := tx.s.now()
@@ -551,41 +568,27 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		ops = append(ops, clientv3.OpPut(tx.s.layout.SchemaKey(), string(tx.doc)))
 	}
 	if meta.DryRun {
+		// A dry run answers from what etcd confirms, as a change would.
+		if current, err := tx.current(); err != nil || !current {
+			return nil, false, err
+		}
 		return &Result{Changes: rec.Changes, DryRun: true}, true, nil
 	}
 	ops = append(ops, tx.s.auditPut(rec, now))
 
+	if len(tx.order) > 0 {
+		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""))
+	}
 	// If every read is still current, write; else read back what changed,
 	// in the same round trip, for the retry.
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(tx.s.layout.SchemaKey()), "=", tx.loaded.rev)}
-	elses := []clientv3.Op{clientv3.OpGet(tx.s.layout.SchemaKey())}
-	keys := make([]string, 0, len(tx.reads))
-	for k := range tx.reads {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", tx.reads[k].ModRevision))
-		elses = append(elses, clientv3.OpGet(k))
-	}
-	if tx.listed != 0 {
-		// No value created or changed since the listing (deletions are
-		// caught by the per-key compares above).
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(tx.s.layout.ValuesPrefix()), "<", tx.listed+1).WithPrefix())
-	}
+	cmps, elses, keys := tx.guards()
 	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
 		tx.s.forget(keys)
 		return nil, false, etcdError(err)
 	}
 	if !resp.Succeeded {
-		if _, err := tx.s.loadSchema(resp.Responses[0].GetResponseRange().Kvs); err != nil {
-			return nil, false, err
-		}
-		for i, k := range keys {
-			tx.s.remember(k, resp.Responses[i+1].GetResponseRange().Kvs, resp.Header.Revision)
-		}
-		return nil, false, nil
+		return nil, false, tx.refresh(resp, keys)
 	}
 	rev := resp.Header.Revision
 	for i, key := range tx.order {
@@ -603,6 +606,76 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: rev, Value: tx.doc}})
 	}
 	return &Result{Revision: rev, Changes: rec.Changes}, true, nil
+}
+
+// guards are the commit's compares (every read, the listing and the schema
+// still as the transaction saw them) and the reads its Else branch makes
+// for a retry; keys are the etcd keys read one by one, in the order of the
+// Else reads after the schema's (and the generation key's, after a List).
+func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string) {
+	l := tx.s.layout
+	cmps = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(l.SchemaKey()), "=", tx.loaded.rev)}
+	elses = []clientv3.Op{clientv3.OpGet(l.SchemaKey())}
+	keys = make([]string, 0, len(tx.reads))
+	for k := range tx.reads {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", tx.reads[k].ModRevision))
+		elses = append(elses, clientv3.OpGet(k))
+	}
+	if tx.listed {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.GenerationKey()), "=", tx.listGen))
+	}
+	return cmps, elses, keys
+}
+
+// refresh records what a failed guard's Else branch read back, for the retry.
+func (tx *Tx) refresh(resp *clientv3.TxnResponse, keys []string) error {
+	if _, err := tx.s.loadSchema(resp.Responses[0].GetResponseRange().Kvs); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		tx.s.remember(k, resp.Responses[i+1].GetResponseRange().Kvs, resp.Header.Revision)
+	}
+	return nil
+}
+
+// current asks etcd, in one linearizable compare-only transaction, whether
+// everything the transaction read is still as it read it; if not, the Else
+// branch brings the fresh state back for the retry.
+func (tx *Tx) current() (bool, error) {
+	cmps, elses, keys := tx.guards()
+	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Else(elses...).Commit()
+	if err != nil {
+		return false, etcdError(err)
+	}
+	if resp.Succeeded {
+		return true, nil
+	}
+	return false, tx.refresh(resp, keys)
+}
+
+// confirm returns a refusal only once etcd has confirmed what it rests on:
+// reads come from the store's seen cache and from serializable reads of the
+// nearest member, either of which may lag. It returns nil when the
+// transaction's view was stale (the caller retries with the fresh state),
+// and err, or the error of the confirmation itself, otherwise.
+func (tx *Tx) confirm(err error) error {
+	switch cfgerr.CodeOf(err) {
+	case cfgerr.Invalid, cfgerr.FailedPrecondition, cfgerr.NotFound:
+	default:
+		return err
+	}
+	current, cerr := tx.current()
+	if cerr != nil {
+		return cerr
+	}
+	if !current {
+		return nil
+	}
+	return err
 }
 
 // forget drops keys from the seen cache, after a commit whose outcome is unknown.
