@@ -133,10 +133,10 @@ type Tx struct {
 	listing map[string]*mvccpb.KeyValue
 	listed  bool
 	listGen int64
-	writes map[string]*pending
-	order  []string
-	doc    []byte         // a new schema document, if the change sets one
-	newSch *schema.Schema // its parsed form
+	writes  map[string]*pending
+	order   []string
+	doc     []byte         // a new schema document, if the change sets one
+	newSch  *schema.Schema // its parsed form
 }
 
 type pending struct {
