@@ -7,6 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"cfgcluster/cfgerr"
 	"cfgcluster/schema"
 )
 
@@ -108,11 +109,12 @@ func (s *Store) scanAudit(ctx context.Context, before int64, fn func(*AuditRecor
 		}
 		for _, kv := range resp.Kvs {
 			r := &AuditRecord{}
+			id := string(kv.Key[len(s.layout.AuditPrefix()):])
 			if err := json.Unmarshal(kv.Value, r); err != nil {
-				s.log.Warn("skipping corrupt audit record")
-				continue
+				// Never skip: a record hidden from the trail hides a change.
+				return cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit record %s (revision %d) cannot be decoded: %v", id, kv.ModRevision, err)
 			}
-			r.ID = string(kv.Key[len(s.layout.AuditPrefix()):])
+			r.ID = id
 			r.Revision = kv.ModRevision
 			if !fn(r) {
 				return nil

@@ -36,6 +36,9 @@ type Entry struct {
 	Revision       int64 // mod revision: the revision of the change that wrote it
 	CreateRevision int64
 	Version        int64
+	// Sensitive is set when the key was sensitive when the value was
+	// written, or is now: callers that show values redact it either way.
+	Sensitive bool
 }
 
 // envelope is the stored form of a value. It is the only codec: nothing
@@ -46,6 +49,9 @@ type envelope struct {
 	Actor   string          `json:"by,omitempty"`
 	Time    time.Time       `json:"at"`
 	Comment string          `json:"c,omitempty"`
+	// Sensitive records that the key was sensitive when written, so the
+	// value is redacted even once the key has left the schema.
+	Sensitive bool `json:"s,omitempty"`
 }
 
 // encodeValue encodes a typed value for an envelope, refusing one over MaxValueBytes.
@@ -60,8 +66,8 @@ func encodeValue(k *schema.Key, v any) (json.RawMessage, error) {
 	return raw, nil
 }
 
-func encodeEnvelope(t schema.Type, raw json.RawMessage, actor, comment string, at time.Time) []byte {
-	b, _ := json.Marshal(envelope{Value: raw, Type: t, Actor: actor, Time: at.UTC(), Comment: comment})
+func encodeEnvelope(k *schema.Key, raw json.RawMessage, actor, comment string, at time.Time) []byte {
+	b, _ := json.Marshal(envelope{Value: raw, Type: k.Type, Actor: actor, Time: at.UTC(), Comment: comment, Sensitive: k.Sensitive})
 	return b
 }
 
@@ -77,9 +83,18 @@ func (l Layout) Decode(sch *schema.Schema, kv *mvccpb.KeyValue) (*Entry, error) 
 	return decodeEntry(sch, key, kv)
 }
 
+// decodeStored decodes a value as it was stored: typed by its envelope, no
+// constraint checked. Reads of the past (history, diff, values at a
+// revision) use it: what a revision held is shown as it was, whatever
+// today's schema allows.
+func decodeStored(key string, kv *mvccpb.KeyValue) (*Entry, error) {
+	return decodeEntry(nil, key, kv)
+}
+
 // decodeEntry decodes a stored value. It types the value by the schema's key
 // when there is one and by the envelope's own type otherwise (a key since
-// removed from the schema, read at an old revision).
+// removed from the schema, read at an old revision; or no schema at all:
+// see decodeStored).
 func decodeEntry(sch *schema.Schema, key string, kv *mvccpb.KeyValue) (*Entry, error) {
 	var env envelope
 	if err := json.Unmarshal(kv.Value, &env); err != nil {
@@ -89,17 +104,26 @@ func decodeEntry(sch *schema.Schema, key string, kv *mvccpb.KeyValue) (*Entry, e
 	if err != nil {
 		return nil, err
 	}
-	return &Entry{
+	e := &Entry{
 		Key: key, Value: v, Type: env.Type, Source: SourceCluster,
 		Actor: env.Actor, Time: env.Time, Comment: env.Comment,
 		Revision: kv.ModRevision, CreateRevision: kv.CreateRevision, Version: kv.Version,
-	}, nil
+		Sensitive: env.Sensitive,
+	}
+	if sch != nil {
+		if k, ok := sch.Lookup(key); ok && k.Sensitive {
+			e.Sensitive = true
+		}
+	}
+	return e, nil
 }
 
 func decodeValue(sch *schema.Schema, key string, t schema.Type, raw json.RawMessage) (any, error) {
-	k := &schema.Key{Name: key, Type: t}
-	if sk, ok := sch.Lookup(key); ok {
-		k = sk
+	k := typeOnly(key, t)
+	if sch != nil {
+		if sk, ok := sch.Lookup(key); ok {
+			k = sk
+		}
 	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
@@ -112,4 +136,13 @@ func decodeValue(sch *schema.Schema, key string, t schema.Type, raw json.RawMess
 		return nil, fmt.Errorf("stored %s value does not fit the schema: %w", t, err)
 	}
 	return v, nil
+}
+
+// typeOnly is a key of type t with no constraint, to type a value as it was
+// stored (an enum is read as the string it is).
+func typeOnly(key string, t schema.Type) *schema.Key {
+	if t == schema.Enum {
+		t = schema.String
+	}
+	return &schema.Key{Name: key, Type: t}
 }

@@ -19,6 +19,8 @@ type HistoryEntry struct {
 	Value    any  // typed value; nil when Deleted, or when Redacted
 	Deleted  bool // the change removed the value
 	Redacted bool // sensitive, and known only from the audit trail, which does not keep it
+	// Sensitive: the key was sensitive when this value was written, or is now.
+	Sensitive bool
 	Actor    string
 	Time     time.Time
 	Action   string
@@ -28,7 +30,9 @@ type HistoryEntry struct {
 
 // History returns every known revision of a key, newest first: the versions
 // still in etcd's MVCC history, and from the audit trail the deletions,
-// older generations and everything beyond compaction.
+// older generations and everything beyond compaction. Each value is shown as
+// it was stored, typed by its own record: a past value never fails because
+// today's schema would refuse it.
 func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error) {
 	if err := schema.ValidKeyName(key); err != nil {
 		return nil, err
@@ -37,6 +41,8 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 	if err != nil {
 		return nil, err
 	}
+	k, _ := sch.Lookup(key)
+	sensitive := k != nil && k.Sensitive
 	byRev := map[int64]*HistoryEntry{}
 	// Walk the current generation back through etcd's history.
 	resp, err := s.kv.Get(ctx, s.layout.ValueKey(key))
@@ -44,12 +50,12 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 		return nil, etcdError(err)
 	}
 	for kv := first(resp.Kvs); kv != nil; {
-		e, err := decodeEntry(sch, key, kv)
+		e, err := decodeStored(key, kv)
 		if err != nil {
 			return nil, err
 		}
 		byRev[e.Revision] = &HistoryEntry{Revision: e.Revision, Value: e.Value, Actor: e.Actor,
-			Time: e.Time, Comment: e.Comment, Source: "etcd"}
+			Time: e.Time, Comment: e.Comment, Source: "etcd", Sensitive: e.Sensitive || sensitive}
 		if kv.Version == 1 {
 			break
 		}
@@ -63,7 +69,6 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 		kv = first(prev.Kvs)
 	}
 	// The audit trail adds actions, deletions and what etcd no longer has.
-	k, _ := sch.Lookup(key)
 	err = s.scanAudit(ctx, 0, func(r *AuditRecord) bool {
 		c, ok := r.Touches(key)
 		if !ok {
@@ -74,9 +79,10 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 			return true
 		}
 		h := &HistoryEntry{Revision: r.Revision, Deleted: c.Deleted, Redacted: c.Redacted && !c.Deleted,
-			Actor: r.Actor, Time: r.Time, Action: r.Action, Comment: r.Comment, Source: "audit"}
-		if !c.Deleted && !c.Redacted && k != nil {
-			h.Value, _ = k.Coerce(c.New)
+			Actor: r.Actor, Time: r.Time, Action: r.Action, Comment: r.Comment, Source: "audit",
+			Sensitive: c.Redacted || sensitive}
+		if !c.Deleted && !c.Redacted {
+			h.Value = auditValue(sch, key, c.New)
 		}
 		byRev[r.Revision] = h
 		return true

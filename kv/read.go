@@ -91,6 +91,9 @@ func (s *Store) valueAt(ctx context.Context, sch *schema.Schema, key string, rev
 		return nil, etcdError(err)
 	}
 	if kv := first(resp.Kvs); kv != nil {
+		if rev > 0 {
+			return decodeStored(key, kv) // as it was, whatever today's schema allows
+		}
 		return decodeEntry(sch, key, kv)
 	}
 	return nil, nil
@@ -121,12 +124,22 @@ func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key stri
 	if !ok {
 		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is no longer in the schema", rev)
 	}
-	v, err := k.Coerce(c.New)
-	if err != nil {
-		return nil, err
+	return &Entry{Key: key, Value: auditValue(sch, key, c.New), Type: k.Type, Source: SourceCluster, Actor: found.Actor,
+		Time: found.Time, Comment: found.Comment, Revision: found.Revision, Sensitive: k.Sensitive}, nil
+}
+
+// auditValue types a value from an audit record (its JSON form) by the
+// key's type alone, with no constraint checked; if the key's type has
+// changed since, the JSON form is returned as it is.
+func auditValue(sch *schema.Schema, key string, raw any) any {
+	k, ok := sch.Lookup(key)
+	if !ok {
+		return raw
 	}
-	return &Entry{Key: key, Value: v, Type: k.Type, Source: SourceCluster, Actor: found.Actor,
-		Time: found.Time, Comment: found.Comment, Revision: found.Revision}, nil
+	if v, err := typeOnly(key, k.Type).Coerce(raw); err == nil {
+		return v
+	}
+	return raw
 }
 
 // List returns the value of every key whose name starts with prefix, at rev
@@ -150,6 +163,9 @@ func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]*Entry, e
 	for _, kv := range resp.Kvs {
 		key, _ := s.layout.KeyOf(string(kv.Key))
 		e, err := decodeEntry(sch, key, kv)
+		if rev > 0 {
+			e, err = decodeStored(key, kv) // as it was, whatever today's schema allows
+		}
 		if err != nil {
 			return nil, err
 		}

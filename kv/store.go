@@ -561,7 +561,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 			ops = append(ops, clientv3.OpDelete(ek))
 			continue
 		}
-		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key.Type, p.raw, meta.Actor, meta.Comment, now))))
+		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key, p.raw, meta.Actor, meta.Comment, now))))
 	}
 	if tx.newSch != nil {
 		rec.SchemaChanged, rec.SchemaRevision = true, tx.loaded.rev

@@ -265,7 +265,7 @@ func (n *Node) history(w http.ResponseWriter, r *http.Request) error {
 	out := api.History{Key: key, Entries: make([]api.HistoryEntry, 0, len(hs))}
 	for _, h := range hs {
 		e := api.HistoryEntry{Revision: h.Revision, Value: wireAny(sch, key, h.Value), Deleted: h.Deleted,
-			Redacted: h.Redacted || sensitive(sch, key) && !h.Deleted,
+			Redacted: h.Redacted || (h.Sensitive || sensitive(sch, key)) && !h.Deleted,
 			Actor:    h.Actor, Time: h.Time, Action: h.Action, Comment: h.Comment, Source: h.Source}
 		if e.Redacted {
 			e.Value = api.Redacted

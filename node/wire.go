@@ -38,6 +38,12 @@ func wireValue(sch *schema.Schema, e *kv.Entry) *api.Value {
 	if k, ok := sch.Lookup(e.Key); ok {
 		v.Sensitive, v.RequiresRestart = k.Sensitive, k.RequiresRestart
 	}
+	if e.Sensitive { // sensitive when written, though perhaps no longer in the schema
+		v.Sensitive = true
+		if v.Value != nil {
+			v.Value = api.Redacted
+		}
+	}
 	return v
 }
 
