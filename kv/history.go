@@ -21,11 +21,11 @@ type HistoryEntry struct {
 	Redacted bool // sensitive, and known only from the audit trail, which does not keep it
 	// Sensitive: the key was sensitive when this value was written, or is now.
 	Sensitive bool
-	Actor    string
-	Time     time.Time
-	Action   string
-	Comment  string
-	Source   string // "etcd": still in etcd's history; "audit": from the audit trail
+	Actor     string
+	Time      time.Time
+	Action    string
+	Comment   string
+	Source    string // "etcd": still in etcd's history; "audit": from the audit trail
 }
 
 // History returns every known revision of a key, newest first: the versions
