@@ -112,6 +112,11 @@ func (c *Client) EndMaintenance(ctx context.Context, scope string) (*Window, err
 	return &w, c.do(ctx, http.MethodDelete, "/v1/maintenance/"+url.PathEscape(scope), nil, &w)
 }
 
+// CancelMaintenance removes a scheduled window before it opens.
+func (c *Client) CancelMaintenance(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/maintenance/scheduled/"+url.PathEscape(id), nil, nil)
+}
+
 // MaintenanceStatus returns a scope's window.
 func (c *Client) MaintenanceStatus(ctx context.Context, scope string) (*MaintenanceStatus, error) {
 	var s MaintenanceStatus

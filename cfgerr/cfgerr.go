@@ -25,6 +25,7 @@ const (
 	Conflict           Code = "conflict"            // a concurrent change won; retrying may succeed
 	FailedPrecondition Code = "failed_precondition" // an expect_revision did not match
 	Unavailable        Code = "unavailable"         // the cluster could not be reached in time
+	Forbidden          Code = "forbidden"           // the caller may not do this (a cross-origin write, a missing right)
 	Internal           Code = "internal"            // a bug or corrupted state
 )
 
@@ -127,6 +128,8 @@ func HTTPStatus(c Code) int {
 		return http.StatusPreconditionFailed
 	case Unavailable:
 		return http.StatusServiceUnavailable
+	case Forbidden:
+		return http.StatusForbidden
 	default:
 		return http.StatusInternalServerError
 	}

@@ -105,7 +105,7 @@ func (s *Store) scanAudit(ctx context.Context, before int64, fn func(*AuditRecor
 		}
 		resp, err := s.kv.Get(ctx, s.layout.AuditPrefix(), opts...)
 		if err != nil {
-			return etcdError(err)
+			return EtcdError(err)
 		}
 		for _, kv := range resp.Kvs {
 			r := &AuditRecord{}

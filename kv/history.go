@@ -47,7 +47,7 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 	// Walk the current generation back through etcd's history.
 	resp, err := s.kv.Get(ctx, s.layout.ValueKey(key))
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	for kv := first(resp.Kvs); kv != nil; {
 		e, err := decodeStored(key, kv)
@@ -64,7 +64,7 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 			break
 		}
 		if err != nil {
-			return nil, etcdError(err)
+			return nil, EtcdError(err)
 		}
 		kv = first(prev.Kvs)
 	}

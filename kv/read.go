@@ -18,7 +18,7 @@ import (
 func (s *Store) Schema(ctx context.Context) (*schema.Schema, []byte, int64, error) {
 	resp, err := s.kv.Get(ctx, s.layout.SchemaKey())
 	if err != nil {
-		return nil, nil, 0, etcdError(err)
+		return nil, nil, 0, EtcdError(err)
 	}
 	l, err := s.loadSchema(resp.Kvs)
 	if err != nil {
@@ -39,7 +39,7 @@ func (s *Store) schemaAt(ctx context.Context, rev int64) (*schema.Schema, error)
 				}
 			}
 		} else if !errors.Is(err, rpctypes.ErrCompacted) {
-			return nil, etcdError(err)
+			return nil, EtcdError(err)
 		}
 	}
 	sch, _, _, err := s.Schema(ctx)
@@ -88,7 +88,7 @@ func (s *Store) valueAt(ctx context.Context, sch *schema.Schema, key string, rev
 		return s.valueFromAudit(ctx, sch, key, rev)
 	}
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	if kv := first(resp.Kvs); kv != nil {
 		if rev > 0 {
@@ -156,7 +156,7 @@ func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]*Entry, e
 	}
 	resp, err := s.kv.Get(ctx, s.layout.ValueKey(prefix), opts...)
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	seen := map[string]bool{}
 	var out []*Entry

@@ -195,7 +195,7 @@ func (s *Store) update(ctx context.Context, meta Meta, prefetch []string, fn fun
 		d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
 		select {
 		case <-ctx.Done():
-			return nil, etcdError(ctx.Err())
+			return nil, EtcdError(ctx.Err())
 		case <-time.After(d):
 		}
 	}
@@ -250,7 +250,7 @@ func (s *Store) begin(ctx context.Context, prefetch []string) (*Tx, error) {
 	}
 	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	if tx.loaded, err = s.loadSchema(resp.Responses[0].GetResponseRange().Kvs); err != nil {
 		return nil, err
@@ -356,7 +356,7 @@ func (tx *Tx) read(key string) (*mvccpb.KeyValue, error) {
 	}
 	resp, err := tx.s.kv.Get(tx.ctx, ek, clientv3.WithSerializable())
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	kv := tx.s.remember(ek, resp.Kvs, resp.Header.Revision)
 	tx.reads[ek] = kv
@@ -373,7 +373,7 @@ func (tx *Tx) List() ([]*Entry, error) {
 		clientv3.OpGet(l.ValuesPrefix(), clientv3.WithPrefix(), clientv3.WithSerializable()),
 	).Commit()
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	tx.listGen = 0
 	if g := first(resp.Responses[0].GetResponseRange().Kvs); g != nil {
@@ -407,6 +407,9 @@ func (tx *Tx) Put(w Write) error {
 		return err
 	}
 	if w.ExpectRevision != nil {
+		if *w.ExpectRevision < 0 {
+			return cfgerr.Errorf(cfgerr.Invalid, w.Key, "expect_revision", "%d is not a revision (0: the key must have no value)", *w.ExpectRevision)
+		}
 		kv, err := tx.read(w.Key)
 		if err != nil {
 			return err
@@ -585,7 +588,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
 		tx.s.forget(keys)
-		return nil, false, etcdError(err)
+		return nil, false, EtcdError(err)
 	}
 	if !resp.Succeeded {
 		return nil, false, tx.refresh(resp, keys)
@@ -649,7 +652,7 @@ func (tx *Tx) current() (bool, error) {
 	cmps, elses, keys := tx.guards()
 	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Else(elses...).Commit()
 	if err != nil {
-		return false, etcdError(err)
+		return false, EtcdError(err)
 	}
 	if resp.Succeeded {
 		return true, nil
@@ -687,8 +690,10 @@ func (s *Store) forget(keys []string) {
 	s.mu.Unlock()
 }
 
-// etcdError turns an etcd client error into a coded one.
-func etcdError(err error) error {
+// EtcdError turns an etcd client error into a coded one: bad input (a
+// request too large, a compacted or future revision) keeps its code, and
+// only what retrying may cure is Unavailable.
+func EtcdError(err error) error {
 	if err == nil {
 		return nil
 	}

@@ -102,7 +102,7 @@ func (s *Store) RollbackAll(ctx context.Context, meta Meta, to int64) (*Result, 
 		return nil, cfgerr.Errorf(cfgerr.NotFound, "", "to", "revision %d is compacted: roll keys back one at a time from the audit trail", to)
 	}
 	if err != nil {
-		return nil, etcdError(err)
+		return nil, EtcdError(err)
 	}
 	old := map[string]*Entry{}
 	for _, kv := range resp.Kvs {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"time"
 
@@ -55,9 +56,18 @@ func checkScope(scope string) error {
 	return nil
 }
 
+// MaxReason bounds a window's reason, in bytes.
+const MaxReason = 1024
+
+// MaxScheduleAhead is how far ahead a window may be scheduled.
+const MaxScheduleAhead = 366 * 24 * time.Hour
+
 func checkWindow(reason string, d time.Duration) error {
 	if reason == "" {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "reason", "a maintenance window needs a reason")
+	}
+	if len(reason) > MaxReason {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "reason", "%d bytes is longer than the %d-byte limit", len(reason), MaxReason)
 	}
 	if d <= 0 || d > MaxWindow {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "duration", "%v is not a window length (more than 0, at most %v)", d, MaxWindow)
@@ -77,9 +87,9 @@ func (m *Maintenance) grant(ctx context.Context, end time.Time) (clientv3.LeaseI
 	return l.ID, nil
 }
 
-func unavailable(err error) error {
-	return &cfgerr.Error{Code: cfgerr.Unavailable, Message: "etcd: " + err.Error(), Err: err}
-}
+// unavailable codes an etcd error: what retrying may cure is Unavailable,
+// bad input (a request too large) is Invalid.
+func unavailable(err error) error { return kv.EtcdError(err) }
 
 func change(w *kv.Window, old *kv.Window) kv.Change {
 	c := kv.Change{Key: "maintenance/" + w.Scope, New: w}
@@ -260,6 +270,9 @@ func (m *Maintenance) Schedule(ctx context.Context, scope, reason, author string
 	if !at.After(m.now()) {
 		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "at", "%s is not in the future: open the window now instead", at.Format(time.RFC3339))
 	}
+	if at.After(m.now().Add(MaxScheduleAhead)) {
+		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "at", "%s is more than %v ahead", at.Format(time.RFC3339), MaxScheduleAhead)
+	}
 	w := &kv.Window{ID: newID(m.now()), Scope: scope, Reason: reason, Author: author, Start: at, End: at.Add(d)}
 	lease, err := m.grant(ctx, w.End)
 	if err != nil {
@@ -274,8 +287,14 @@ func (m *Maintenance) Schedule(ctx context.Context, scope, reason, author string
 	return w, nil
 }
 
+// windowID is the form of the ids newID makes.
+var windowID = regexp.MustCompile(`^[0-9]{1,20}-[0-9a-f]{4}$`)
+
 // Cancel removes a scheduled window that has not opened.
 func (m *Maintenance) Cancel(ctx context.Context, id, author string) error {
+	if !windowID.MatchString(id) {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "id", "%q is not a window id (cfgadm maintenance list shows them)", id)
+	}
 	key := m.layout.SchedulePrefix() + id
 	resp, err := m.cli.Get(ctx, key)
 	if err != nil {

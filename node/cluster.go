@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
 )
 
 func memberID(id uint64) string { return strconv.FormatUint(id, 16) }
@@ -65,13 +68,21 @@ func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, st)
 }
 
+// memberName is what a member may be called: it is written into
+// --initial-cluster (name=url,...), so "," and "=" are out.
+var memberName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
 func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 	var req api.MemberAddRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.Name == "" || !strings.HasPrefix(req.PeerURL, "http") {
-		return cfgerr.Errorf(cfgerr.Invalid, "", "member", "give the new member's name and peer URL (http://host:2380)")
+	if !memberName.MatchString(req.Name) {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "name", "%q is not a member name: 1 to 63 of [A-Za-z0-9._-], starting with a letter or digit", req.Name)
+	}
+	if u, err := url.Parse(req.PeerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" ||
+		u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "peer_url", "%q is not a peer URL: give scheme://host:port, such as http://10.0.0.4:2380", req.PeerURL)
 	}
 	resp, err := n.client.MemberAddAsLearner(r.Context(), []string{req.PeerURL})
 	if errors.Is(err, rpctypes.ErrUnhealthy) {
@@ -79,8 +90,11 @@ func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 		// connected for a while (5 s after a start).
 		return cfgerr.Errorf(cfgerr.Unavailable, "", "member", "the cluster is not healthy enough to add a member yet: try again in a few seconds")
 	}
+	if errors.Is(err, rpctypes.ErrPeerURLExist) {
+		return cfgerr.Errorf(cfgerr.Conflict, "", "peer_url", "a member already has the peer URL %s", req.PeerURL)
+	}
 	if err != nil {
-		return cfgerr.Errorf(cfgerr.Conflict, "", "member", "etcd refused the member: %v", err)
+		return kv.EtcdError(err)
 	}
 	var parts []string
 	for _, m := range resp.Members {

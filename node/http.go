@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -63,6 +64,7 @@ func (n *Node) routes() http.Handler {
 	handle("GET /v1/maintenance/{scope}", n.maintenanceStatus)
 	handle("POST /v1/maintenance/{scope}/extend", n.extendMaintenance)
 	handle("DELETE /v1/maintenance/{scope}", n.endMaintenance)
+	handle("DELETE /v1/maintenance/scheduled/{id}", n.cancelMaintenance)
 	handle("GET /v1/instances", n.instances)
 	handle("GET /v1/rollout/{revision}", n.rolloutStatus)
 	handle("GET /v1/cluster", n.getCluster)
@@ -85,7 +87,38 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("/", m.instrument("other", n.errorHandler(func(w http.ResponseWriter, r *http.Request) error {
 		return cfgerr.Errorf(cfgerr.NotFound, "", "path", "no route %s %s", r.Method, r.URL.Path)
 	})))
-	return mux
+	return n.guardWrites(mux)
+}
+
+// guardWrites keeps a web page from writing through a browser that can
+// reach the node: a request that is not GET, HEAD or OPTIONS must come from
+// the same origin (or one of --allowed-origins), as the browser tells by
+// Sec-Fetch-Site and Origin (net/http's CrossOriginProtection), and a POST or
+// PUT must say its body is application/json — which a cross-site form can
+// not send without a CORS preflight, which the node never grants.
+func (n *Node) guardWrites(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	for _, o := range n.cfg.AllowedOrigins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			n.log.Warn("ignoring an invalid --allowed-origins entry", zap.String("origin", o), zap.Error(err))
+		}
+	}
+	refuse := func(w http.ResponseWriter, code cfgerr.Code, field, format string, args ...any) {
+		writeJSON(w, cfgerr.HTTPStatus(code), api.ErrorOf(cfgerr.Errorf(code, "", field, format, args...)))
+	}
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refuse(w, cfgerr.Forbidden, "origin", "cross-origin %s refused (origin %q); allow it with --allowed-origins", r.Method, r.Header.Get("Origin"))
+	}))
+	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost || r.Method == http.MethodPut {
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || mt != "application/json" {
+				refuse(w, cfgerr.Invalid, "Content-Type", "a %s needs Content-Type: application/json, not %q", r.Method, r.Header.Get("Content-Type"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}))
 }
 
 // errorHandler writes a handler's error as api.Error with its status code.
@@ -122,7 +155,8 @@ func decode(r *http.Request, v any) error {
 		}
 		return cfgerr.Errorf(cfgerr.Invalid, "", "body", "malformed JSON: %v", err)
 	}
-	if d.More() {
+	var extra json.RawMessage
+	if err := d.Decode(&extra); err != io.EOF {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "body", "malformed JSON: trailing data after the object")
 	}
 	return nil
@@ -192,8 +226,8 @@ func (n *Node) setKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := r.PathValue("key")
-	if req.Value == nil && req.Text == nil {
-		return cfgerr.Errorf(cfgerr.Invalid, key, "value", "give value (typed JSON) or text")
+	if (req.Value == nil) == (req.Text == nil) {
+		return cfgerr.Errorf(cfgerr.Invalid, key, "value", "give exactly one of value (typed JSON) and text")
 	}
 	return n.write(w, r, kv.Meta{Action: kv.ActionSet, Comment: req.Comment},
 		[]kv.Write{{Key: key, Value: req.Value, Text: req.Text, ExpectRevision: req.ExpectRevision}})
@@ -214,8 +248,14 @@ func (n *Node) apply(w http.ResponseWriter, r *http.Request) error {
 	}
 	writes := make([]kv.Write, len(req.Changes))
 	for i, c := range req.Changes {
-		if !c.Delete && c.Value == nil && c.Text == nil {
-			return cfgerr.Errorf(cfgerr.Invalid, c.Key, "value", "give value, text or delete")
+		given := 0
+		for _, g := range []bool{c.Value != nil, c.Text != nil, c.Delete} {
+			if g {
+				given++
+			}
+		}
+		if given != 1 {
+			return cfgerr.Errorf(cfgerr.Invalid, c.Key, "value", "changes[%d]: give exactly one of value, text and delete", i)
 		}
 		writes[i] = kv.Write{Key: c.Key, Value: c.Value, Text: c.Text, Delete: c.Delete, ExpectRevision: c.ExpectRevision}
 	}

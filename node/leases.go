@@ -73,6 +73,14 @@ func (n *Node) endMaintenance(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, wireWindow(win))
 }
 
+func (n *Node) cancelMaintenance(w http.ResponseWriter, r *http.Request) error {
+	if err := n.maint.Cancel(r.Context(), r.PathValue("id"), actor(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (n *Node) maintenanceStatus(w http.ResponseWriter, r *http.Request) error {
 	scope := r.PathValue("scope")
 	win, open, err := n.maint.Status(r.Context(), scope)

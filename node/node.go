@@ -52,6 +52,10 @@ type Config struct {
 	APIAddr    string // HTTP API listen address (default 127.0.0.1:7380)
 	SchemaFile string // a schema to apply at first start, when none is stored
 	Prefix     string // etcd key prefix (default kv.DefaultPrefix)
+	// AllowedOrigins are web origins (scheme://host[:port]) besides the
+	// node's own whose browsers may write; every other cross-origin write
+	// is refused.
+	AllowedOrigins []string
 
 	Logger *zap.Logger
 }

@@ -186,6 +186,7 @@ func TestAPIErrors(t *testing.T) {
 	// Malformed bodies get one JSON error shape with status 400.
 	for _, body := range []string{`{"value": `, `{"valu": 1}`, `{"value": 1} {}`, `[]`} {
 		req, _ := http.NewRequest(http.MethodPut, n.APIURL()+"/v1/keys/log.level", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -301,13 +302,30 @@ func TestLargeValueUpdates(t *testing.T) {
 func TestMaintenanceRoutes(t *testing.T) {
 	_, c := startNode(t, "../examples/schema.yaml")
 	ctx := bg(t)
-	for _, bad := range []api.MaintenanceRequest{
-		{Scope: "billing", Reason: "x", Duration: "soon"},
-		{Scope: "Bad Scope", Reason: "x", Duration: "1h"},
-		{Scope: "billing", Duration: "1h"},
+	far := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	for field, bad := range map[string]api.MaintenanceRequest{
+		"duration": {Scope: "billing", Reason: "x", Duration: "soon"},
+		"scope":    {Scope: "Bad Scope", Reason: "x", Duration: "1h"},
+		"reason":   {Scope: "billing", Duration: "1h"},
+		"at":       {Scope: "billing", Reason: "x", Duration: "1h", At: &far},
+		"reason ":  {Scope: "billing", Reason: strings.Repeat("r", 6<<20), Duration: "1h"},
 	} {
-		if _, err := c.Maintenance(ctx, bad); cfgerr.CodeOf(err) != cfgerr.Invalid {
-			t.Errorf("%+v: %v", bad, err)
+		if _, err := c.Maintenance(ctx, bad); cfgerr.CodeOf(err) != cfgerr.Invalid || cfgerr.First(err).Field != strings.TrimSpace(field) {
+			t.Errorf("%s: %.200v", field, err)
+		}
+	}
+	// Other bad input is a 400 naming its field, never a 409, 412 or 503.
+	minus := int64(-5)
+	if _, err := c.Set(ctx, "log.level", api.SetRequest{Text: str("warn"), ExpectRevision: &minus}); cfgerr.CodeOf(err) != cfgerr.Invalid || cfgerr.First(err).Field != "expect_revision" {
+		t.Errorf("expect_revision -5: %v", err)
+	}
+	for _, m := range []api.MemberAddRequest{
+		{Name: "m9,evil=http://127.0.0.1:1", PeerURL: "http://127.0.0.1:2390"},
+		{Name: "m9", PeerURL: "not a url"},
+		{Name: "m9", PeerURL: "http://127.0.0.1"},
+	} {
+		if _, err := c.AddMember(ctx, m); cfgerr.CodeOf(err) != cfgerr.Invalid {
+			t.Errorf("member add %+v: %v", m, err)
 		}
 	}
 	w, err := c.Maintenance(ctx, api.MaintenanceRequest{Scope: "billing", Reason: "upgrade", Duration: "1h"})
@@ -324,6 +342,19 @@ func TestMaintenanceRoutes(t *testing.T) {
 	l, err := c.MaintenanceList(ctx)
 	if err != nil || len(l.Open) != 1 || len(l.Scheduled) != 1 || l.Scheduled[0].Scope != "search" {
 		t.Fatalf("list: %+v %v", l, err)
+	}
+	// A scheduled window can be cancelled, once; a bad id is refused.
+	if err := c.CancelMaintenance(ctx, "../../values/x"); cfgerr.CodeOf(err) != cfgerr.Invalid {
+		t.Fatalf("cancel of a bad id: %v", err)
+	}
+	if err := c.CancelMaintenance(ctx, l.Scheduled[0].ID); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	if err := c.CancelMaintenance(ctx, l.Scheduled[0].ID); cfgerr.CodeOf(err) != cfgerr.NotFound {
+		t.Fatalf("cancel twice: %v", err)
+	}
+	if l, err := c.MaintenanceList(ctx); err != nil || len(l.Scheduled) != 0 {
+		t.Fatalf("list after cancel: %+v %v", l, err)
 	}
 	ext, err := c.ExtendMaintenance(ctx, "billing", 30*time.Minute)
 	if err != nil || ext.End.Sub(w.End) != 30*time.Minute {

@@ -79,6 +79,8 @@ func exitCode(err error) int {
 		return 4
 	case cfgerr.Unavailable:
 		return 5
+	case cfgerr.Forbidden:
+		return 6
 	}
 	var exit cli.ExitCoder
 	if errors.As(err, &exit) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"time"
 
@@ -63,6 +64,21 @@ func maintenanceCommand() *cli.Command {
 				},
 			},
 			{
+				Name:      "cancel",
+				Usage:     "cancel a scheduled window before it opens (its ID is in maintenance list)",
+				ArgsUsage: "ID",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError("give the scheduled window's ID (cfgadm maintenance list shows it)")
+					}
+					if err := client(c).CancelMaintenance(c.Context, c.Args().First()); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "cancelled scheduled window %s\n", c.Args().First())
+					return nil
+				},
+			},
+			{
 				Name:  "status",
 				Usage: "show a scope's window",
 				Flags: []cli.Flag{scope},
@@ -90,12 +106,12 @@ func maintenanceCommand() *cli.Command {
 						return err
 					}
 					return show(c, l, func(out io.Writer) {
-						row(out, "STATE", "SCOPE", "REASON", "BY", "START", "END")
+						row(out, "STATE", "ID", "SCOPE", "REASON", "BY", "START", "END")
 						for _, w := range l.Open {
-							row(out, "open", w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
+							row(out, "open", w.ID, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 						}
 						for _, w := range l.Scheduled {
-							row(out, "scheduled", w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
+							row(out, "scheduled", w.ID, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 						}
 					})
 				},
