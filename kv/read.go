@@ -34,7 +34,11 @@ func (s *Store) schemaAt(ctx context.Context, rev int64) (*schema.Schema, error)
 		resp, err := s.kv.Get(ctx, s.layout.SchemaKey(), clientv3.WithRev(rev))
 		if err == nil {
 			if kv := first(resp.Kvs); kv != nil {
+				if sch, ok := s.past.Get(kv.ModRevision); ok {
+					return sch, nil
+				}
 				if sch, err := schema.Parse(kv.Value); err == nil {
+					s.past.Add(kv.ModRevision, sch)
 					return sch, nil
 				}
 			}

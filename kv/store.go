@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -36,6 +37,9 @@ type Store struct {
 	now        func() time.Time
 
 	schema atomic.Pointer[loadedSchema]
+	// past caches schemas read at old revisions, by their mod revision:
+	// reads at a revision would otherwise parse one per request.
+	past *lru.Cache[int64, *schema.Schema]
 
 	// seen caches the last known state of the keys changes read and wrote
 	// (etcd key → kv; ModRevision 0 for an absent key). A change reads from
@@ -51,6 +55,9 @@ type seenKV struct {
 	kv *mvccpb.KeyValue
 	at int64 // the store revision at which kv was observed
 }
+
+// pastSchemas is how many schemas of old revisions a store keeps parsed.
+const pastSchemas = 16
 
 // maxSeen bounds the seen cache; past it the cache starts over.
 const maxSeen = 100_000
@@ -78,8 +85,9 @@ func WithMaxRetries(n int) Option { return func(s *Store) { s.maxRetries = n } }
 
 // New returns a Store over an etcd KV (a client, or a namespace.NewKV wrapper).
 func New(kv clientv3.KV, opts ...Option) *Store {
+	past, _ := lru.New[int64, *schema.Schema](pastSchemas)
 	s := &Store{kv: kv, layout: NewLayout(""), log: zap.NewNop(), maxRetries: DefaultMaxRetries, now: time.Now,
-		seen: map[string]seenKV{}}
+		seen: map[string]seenKV{}, past: past}
 	for _, o := range opts {
 		o(s)
 	}

@@ -85,6 +85,18 @@ func (s *Schema) Validate() error {
 		k.Name = name
 		errs = append(errs, k.Validate())
 	}
+	// Keys whose environment overrides would be one variable
+	// (x.b_c, x.b-c and x_b.c are all CFG_X_B_C) cannot be told apart.
+	byEnv := map[string][]string{}
+	for _, name := range s.KeyNames() {
+		env := EnvVar("", name)
+		byEnv[env] = append(byEnv[env], name)
+	}
+	for _, name := range s.KeyNames() {
+		if same := byEnv[EnvVar("", name)]; len(same) > 1 && same[0] == name {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, name, "name", "keys %s share the environment override <prefix>%s: rename all but one", strings.Join(same, ", "), EnvVar("", name)))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err // rules are typed by the keys: compile them only over valid keys
 	}
@@ -238,11 +250,28 @@ func typeList() string {
 	return strings.Join(s, ", ")
 }
 
+// MaxDocumentBytes bounds a schema document.
+const MaxDocumentBytes = 8 << 20
+
+// maxYAMLNodes bounds the values a document may expand to through aliases.
+const maxYAMLNodes = 1 << 20
+
 // YAMLToJSON converts a YAML (1.2: "yes" and "y" stay strings) or JSON
-// document to JSON. An empty document becomes null.
+// document to JSON. An empty document becomes null. It takes time linear
+// in the document: yaml.v3 decodes a mapping into a Go map in time
+// quadratic in its keys (80,000 keys: 40 s), so the document is parsed
+// into yaml.v3's node tree and converted here, with duplicate keys refused.
 func YAMLToJSON(doc []byte) ([]byte, error) {
-	var v any
-	if err := yaml.Unmarshal(doc, &v); err != nil {
+	if len(doc) > MaxDocumentBytes {
+		return nil, fmt.Errorf("the document is %d bytes, over the %d-byte limit", len(doc), MaxDocumentBytes)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil {
+		return nil, fmt.Errorf("malformed YAML or JSON: %v", err)
+	}
+	budget := maxYAMLNodes
+	v, err := fromNode(&root, &budget)
+	if err != nil {
 		return nil, fmt.Errorf("malformed YAML or JSON: %v", err)
 	}
 	js, err := json.Marshal(v)
@@ -250,4 +279,61 @@ func YAMLToJSON(doc []byte) ([]byte, error) {
 		return nil, fmt.Errorf("malformed YAML or JSON: %v", err)
 	}
 	return js, nil
+}
+
+// fromNode converts a YAML node to the value yaml.v3 would decode it to
+// (map[string]any, []any, scalars), spending one of budget per node, so
+// aliases cannot expand a small document into a huge one.
+func fromNode(n *yaml.Node, budget *int) (any, error) {
+	if *budget--; *budget < 0 {
+		return nil, fmt.Errorf("the document expands to more than %d values", maxYAMLNodes)
+	}
+	switch n.Kind {
+	case 0:
+		return nil, nil // an empty document
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return fromNode(n.Content[0], budget)
+	case yaml.AliasNode:
+		return fromNode(n.Alias, budget)
+	case yaml.SequenceNode:
+		out := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			v, err := fromNode(c, budget)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := n.Content[i], n.Content[i+1]
+			if kn.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("line %d: a mapping key must be a scalar", kn.Line)
+			}
+			if kn.ShortTag() == "!!merge" {
+				return nil, fmt.Errorf("line %d: merge keys (<<) are not supported", kn.Line)
+			}
+			if _, dup := out[kn.Value]; dup {
+				return nil, fmt.Errorf("line %d: mapping key %q already defined", kn.Line, kn.Value)
+			}
+			v, err := fromNode(vn, budget)
+			if err != nil {
+				return nil, err
+			}
+			out[kn.Value] = v
+		}
+		return out, nil
+	case yaml.ScalarNode:
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil, fmt.Errorf("line %d: %v", n.Line, err)
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("line %d: unsupported YAML node", n.Line)
 }

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -247,5 +248,52 @@ func TestNames(t *testing.T) {
 	}
 	if got := EnvVar("CFG_", "session.idle-timeout"); got != "CFG_SESSION_IDLE_TIMEOUT" {
 		t.Errorf("EnvVar = %s", got)
+	}
+}
+
+func TestEnvOverridesMustNotCollide(t *testing.T) {
+	_, err := Parse([]byte("keys:\n  x.b_c: {type: int}\n  x.b-c: {type: int}\n  x_b.c: {type: int}\n  x.d: {type: int}\n"))
+	all := cfgerr.All(err)
+	if len(all) != 1 || !strings.Contains(err.Error(), "x.b-c, x.b_c, x_b.c") || !strings.Contains(err.Error(), "X_B_C") {
+		t.Fatalf("colliding env overrides: %v", err)
+	}
+}
+
+func TestYAMLDocumentsAreBounded(t *testing.T) {
+	for name, doc := range map[string]string{
+		"duplicate key": "keys:\n  a: {type: int}\n  a: {type: string}\n",
+		"alias bomb": "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n" +
+			"d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
+		"oversize": "keys: {}\n#" + strings.Repeat("x", MaxDocumentBytes),
+	} {
+		if _, err := Parse([]byte(doc)); cfgerr.CodeOf(err) != cfgerr.Invalid {
+			t.Errorf("%s: %.200v", name, err)
+		}
+	}
+	// YAML 1.2 scalars and anchors still work.
+	s := mustParse(t, "keys:\n  a.a: &def {type: string, default: yes}\n  a.b: *def\n  a.c: {type: int, default: 0x10}\n")
+	k, _ := s.Key("a.b")
+	if d, _ := k.DefaultValue(); d != "yes" {
+		t.Errorf("a.b default = %v", d)
+	}
+}
+
+// BenchmarkParseFlat shows that parsing is linear in the number of keys
+// (yaml.v3's map decoding was quadratic: 80,000 keys took 40 s):
+// go test ./schema -run X -bench ParseFlat -benchtime 1x
+func BenchmarkParseFlat(b *testing.B) {
+	for _, n := range []int{10_000, 80_000} {
+		var doc strings.Builder
+		doc.WriteString("keys:\n")
+		for i := range n {
+			fmt.Fprintf(&doc, "  k.k%06d: {type: int, default: 1}\n", i)
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Parse([]byte(doc.String())); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
