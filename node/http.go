@@ -129,6 +129,17 @@ func (n *Node) errorHandler(h func(w http.ResponseWriter, r *http.Request) error
 		if err == nil {
 			return
 		}
+		if r.Context().Err() != nil {
+			// The client went away (or the node is stopping): nobody reads
+			// an answer, and it is not the node's error.
+			n.log.Debug("request abandoned by its client", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+			return
+		}
+		if sw, ok := w.(*statusWriter); ok && sw.started() {
+			// The answer is under way: a second header cannot be sent.
+			n.log.Debug("request failed after its answer started", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+			return
+		}
 		code := cfgerr.CodeOf(err)
 		if code == cfgerr.Internal {
 			n.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))

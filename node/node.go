@@ -157,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
-	n.ring = newRing(4096, n.watch.Revision())
+	n.ring = newRing(ringBatches, ringBytes, n.watch.Revision(), n.reg)
 	n.watch.Subscribe("*", n.ring.handler())
 	n.maint = leases.NewMaintenance(c, n.store, 0)
 	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))

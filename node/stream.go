@@ -9,22 +9,48 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
 	"cfgcluster/watch"
 )
 
 // ring keeps the node's most recent batches, so an SSE stream can resume
-// after Last-Event-ID. It is a subscriber of the node's watch client.
+// after Last-Event-ID, and hands every batch to the open streams. It is the
+// one subscriber of the node's watch client that SSE uses: the ring and the
+// streams see one ordered sequence, and a stream that joins takes the
+// batches it missed and its place in that sequence under one lock, so no
+// batch falls between the two.
 type ring struct {
-	mu    sync.Mutex
-	buf   []watch.Batch
-	size  int
-	start int   // index of the oldest batch in buf
-	base  int64 // every batch after this revision is in buf
+	mu       sync.Mutex
+	buf      []ringBatch // oldest first
+	maxCount int
+	maxBytes int
+	bytes    int
+	base     int64 // every batch after this revision is in buf
+	last     int64 // the newest revision the ring has seen
+	streams  map[*stream]struct{}
+	gauge    prometheus.Gauge
 }
 
-func newRing(size int, base int64) *ring { return &ring{size: size, base: base} }
+// The ring keeps at most ringBatches batches and about ringBytes of keys and
+// values: a stream that resumes from further back gets a resync.
+const (
+	ringBatches = 4096
+	ringBytes   = 32 << 20
+)
+
+type ringBatch struct {
+	watch.Batch
+	size int // approximate bytes held
+}
+
+func newRing(maxCount, maxBytes int, base int64, reg prometheus.Registerer) *ring {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cfgcluster_sse_streams", Help: "Open SSE watch streams."})
+	reg.MustRegister(g)
+	return &ring{maxCount: maxCount, maxBytes: maxBytes, base: base, last: base, streams: map[*stream]struct{}{}, gauge: g}
+}
 
 // handler subscribes the ring to every batch and resync notice.
 func (r *ring) handler() watch.Handler {
@@ -34,51 +60,116 @@ func (r *ring) handler() watch.Handler {
 func (r *ring) add(b watch.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.buf) < r.size {
-		r.buf = append(r.buf, b)
-		return
+	rb := ringBatch{Batch: b, size: batchSize(b)}
+	r.buf = append(r.buf, rb)
+	r.bytes += rb.size
+	for len(r.buf) > 1 && (len(r.buf) > r.maxCount || r.bytes > r.maxBytes) {
+		r.base = r.buf[0].Revision
+		r.bytes -= r.buf[0].size
+		r.buf[0] = ringBatch{}
+		r.buf = r.buf[1:]
 	}
-	r.base = r.buf[r.start].Revision
-	r.buf[r.start] = b
-	r.start = (r.start + 1) % r.size
+	r.last = b.Revision
+	for st := range r.streams {
+		if st.wants(b) {
+			st.add(b)
+		}
+	}
 }
 
-// reset: the ring itself fell behind; it cannot vouch for what it lost.
+// reset: the ring itself fell behind; it cannot vouch for what it lost,
+// and neither can the streams it feeds.
 func (r *ring) reset(n watch.Resync) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.buf, r.start, r.base = nil, 0, n.Revision
+	r.buf, r.bytes, r.base, r.last = nil, 0, n.Revision, n.Revision
+	for st := range r.streams {
+		st.lost()
+	}
 }
 
-// since returns the batches after rev, and false if some are no longer kept.
-func (r *ring) since(rev int64) ([]watch.Batch, bool) {
+// join registers a stream and returns, atomically with it, the batches
+// after rev, the ring's newest revision, and whether the batches since rev
+// are all still kept (false: some are gone, or rev is ahead of the ring).
+func (r *ring) join(st *stream, rev int64) (missed []watch.Batch, last int64, complete bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if rev < r.base {
-		return nil, false
+	r.streams[st] = struct{}{}
+	r.gauge.Inc()
+	if rev < r.base || rev > r.last {
+		return nil, r.last, false
 	}
-	var out []watch.Batch
-	for i := 0; i < len(r.buf); i++ {
-		b := r.buf[(r.start+i)%len(r.buf)]
-		if b.Revision > rev {
-			out = append(out, b)
+	for _, b := range r.buf {
+		if b.Revision > rev && st.wants(b.Batch) {
+			missed = append(missed, b.Batch)
 		}
 	}
-	return out, true
+	return missed, r.last, true
+}
+
+func (r *ring) leave(st *stream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.streams[st]; ok {
+		delete(r.streams, st)
+		r.gauge.Dec()
+	}
+}
+
+// batchSize approximates the bytes a batch holds: keys and values.
+func batchSize(b watch.Batch) int {
+	n := 64
+	for _, e := range b.Events {
+		n += 64 + len(e.Key) + len(e.Actor) + valueSize(e.Old) + valueSize(e.New)
+	}
+	return n
+}
+
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x)
+	case []string:
+		n := 0
+		for _, s := range x {
+			n += len(s) + 16
+		}
+		return n
+	case map[string]any:
+		n := 0
+		for k, e := range x {
+			n += len(k) + 16 + valueSize(e)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, e := range x {
+			n += 16 + valueSize(e)
+		}
+		return n
+	}
+	return 16
 }
 
 // stream is one SSE client's subscription: a bounded buffer between the
-// watch workers (never blocked) and the HTTP handler goroutine.
+// ring (never blocked) and the HTTP handler goroutine.
 type stream struct {
+	prefix string
 	ch     chan watch.Batch
 	resync chan struct{}
 }
 
-func (s *stream) handler() watch.Handler {
-	return watch.HandlerFuncs{BatchFunc: s.add, ResyncFunc: func(watch.Resync) { s.lost() }}
+// wants reports whether the batch changes a key under the stream's prefix.
+func (s *stream) wants(b watch.Batch) bool {
+	for _, e := range b.Events {
+		if strings.HasPrefix(e.Key, s.prefix) {
+			return true
+		}
+	}
+	return false
 }
 
-// add never blocks the watch workers: a full buffer becomes a resync.
+// add never blocks the ring: a full buffer becomes a resync.
 func (s *stream) add(b watch.Batch) {
 	select {
 	case s.ch <- b:
@@ -114,29 +205,29 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		}
 		since = v
 	}
-	st := &stream{ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
-	sub := n.watch.Subscribe(prefix+"*", st.handler())
-	defer n.watch.Unsubscribe(sub)
+	st := &stream{prefix: prefix, ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
+	missed, last, complete := n.ring.join(st, since)
+	defer n.ring.leave(st)
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	last := n.watch.Revision()
 	if since > 0 {
-		missed, complete := n.ring.since(since)
 		if !complete {
-			if err := sendResync(w, last, "history"); err != nil {
+			reason := "history" // older than the node keeps
+			if since > last {
+				reason = "ahead" // a revision this node has not seen: another cluster, or a restore
+			}
+			if err := sendResync(w, last, reason); err != nil {
 				return nil
 			}
 		} else {
-			last = since
 			for _, b := range missed {
 				if err := n.sendBatch(w, b, prefix); err != nil {
 					return nil
 				}
-				last = b.Revision
 			}
 		}
 	}
@@ -153,14 +244,9 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		case <-tick.C:
 			_, err = fmt.Fprint(w, ": keepalive\n\n")
 		case <-st.resync:
-			last = n.watch.Revision()
-			err = sendResync(w, last, "overflow")
+			err = sendResync(w, n.watch.Revision(), "overflow")
 		case b := <-st.ch:
-			if b.Revision <= last {
-				continue // already sent from the ring
-			}
 			err = n.sendBatch(w, b, prefix)
-			last = b.Revision
 		}
 		if err != nil {
 			return nil // the client went away

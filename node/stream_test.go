@@ -42,7 +42,7 @@ func collect(t *testing.T, c *api.Client, prefix string, since int64, n int) ([]
 	return got, resyncs
 }
 
-// waitStreams waits until the node has n SSE streams (subscribers besides its history ring).
+// waitStreams waits until the node has n SSE streams.
 func waitStreams(t testing.TB, n *node.Node, want int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -53,11 +53,11 @@ func waitStreams(t testing.TB, n *node.Node, want int) {
 		}
 		data, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if strings.Contains(string(data), fmt.Sprintf("cfgcluster_watch_subscribers %d\n", want+1)) {
+		if strings.Contains(string(data), fmt.Sprintf("cfgcluster_sse_streams %d\n", want)) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %d streams: %s", want, grep(data, "cfgcluster_watch_subscribers"))
+			t.Fatalf("no %d streams: %s", want, grep(data, "cfgcluster_sse_streams"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -102,6 +102,12 @@ func TestWatchStream(t *testing.T) {
 	_, rs := collect(t, c, "", 1, 0)
 	if len(rs) != 1 || rs[0].Reason != "history" || rs[0].Revision < r2.Revision {
 		t.Fatalf("resync: %+v", rs)
+	}
+	// Resuming from ahead of the node (another cluster, a restore): a
+	// resync notice at once, never silence.
+	_, rs = collect(t, c, "", r2.Revision+1000, 0)
+	if len(rs) != 1 || rs[0].Reason != "ahead" || rs[0].Revision < r2.Revision {
+		t.Fatalf("resync from ahead: %+v", rs)
 	}
 	// Sensitive values are redacted on the stream too.
 	go func() {
