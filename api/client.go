@@ -145,10 +145,11 @@ func (c *Client) Rollout(ctx context.Context, rev int64) (*Rollout, error) {
 	return &r, c.do(ctx, http.MethodGet, "/v1/rollout/"+strconv.FormatInt(rev, 10), nil, &r)
 }
 
-// History returns every known revision of a key, newest first.
-func (c *Client) History(ctx context.Context, key string) (*History, error) {
+// History returns the newest revisions of a key, newest first: at most
+// limit (0: the node's default of 100).
+func (c *Client) History(ctx context.Context, key string, limit int) (*History, error) {
 	var h History
-	return &h, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+"/history", nil, &h)
+	return &h, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+"/history?limit="+strconv.Itoa(limit), nil, &h)
 }
 
 // Diff compares a key at two revisions (0: now).

@@ -78,6 +78,10 @@ type ChangeRecord struct {
 	OldRevision int64  `json:"old_revision,omitempty"`
 	Deleted     bool   `json:"deleted,omitempty"`
 	Redacted    bool   `json:"redacted,omitempty"`
+	// A value over 1 KiB is not repeated in the audit trail's record: the
+	// key's history has it.
+	OldOmitted bool `json:"old_omitted,omitempty"`
+	NewOmitted bool `json:"new_omitted,omitempty"`
 }
 
 // HistoryEntry is one revision of a key.

@@ -40,6 +40,7 @@ func Start(t testing.TB) (*Member, *clientv3.Client) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.MaxTxnOps = 4096
+	cfg.MaxRequestBytes = 8 << 20 // as cfgnode's embedded member
 	m := &Member{Endpoint: client.String(), cfg: cfg}
 	m.start(t)
 	t.Cleanup(m.Stop)
@@ -81,9 +82,11 @@ func (m *Member) Restart(t testing.TB) {
 func (m *Member) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{m.Endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+		Endpoints:          []string{m.Endpoint},
+		DialTimeout:        5 * time.Second,
+		Logger:             zap.NewNop(),
+		MaxCallSendMsgSize: 10 << 20,
+		MaxCallRecvMsgSize: 64 << 20,
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)

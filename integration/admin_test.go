@@ -97,7 +97,7 @@ func TestClusterAdministration(t *testing.T) {
 	if v, err := rc.Get(ctx, "taskqueue.max_workers", 0); err != nil || v.Value != float64(20) {
 		t.Fatalf("restored value: %+v %v", v, err)
 	}
-	h, err := rc.History(ctx, "log.level")
+	h, err := rc.History(ctx, "log.level", 0)
 	if err != nil || len(h.Entries) != 2 || h.Entries[1].Value != "warn" {
 		t.Fatalf("restored history: %+v %v", h, err)
 	}

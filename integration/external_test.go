@@ -89,7 +89,7 @@ func TestExternalEtcd(t *testing.T) {
 			t.Fatalf("cfgadm %v: exit %d\n%s%s", c.args, code, out, errOut)
 		}
 	}
-	h, err := n.API().History(ctx, "session.idle_timeout")
+	h, err := n.API().History(ctx, "session.idle_timeout", 0)
 	if err != nil || len(h.Entries) != 2 {
 		t.Fatalf("history: %+v %v", h, err)
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/schema"
@@ -23,6 +26,26 @@ const (
 // Redacted stands in for a sensitive value in audit records and API output.
 const Redacted = "<redacted>"
 
+// Limits of the audit trail's size and of what one read of it returns.
+const (
+	// InlineValueBytes: a record keeps a change's old and new values
+	// inline up to this size (JSON); a larger new value is kept once, in
+	// the key's index entry, and a larger old one is not kept again (the
+	// key's previous entry has it).
+	InlineValueBytes = 1024
+	// MaxActorBytes and MaxCommentBytes bound who and why: both are stored
+	// in every record and index entry.
+	MaxActorBytes   = 256
+	MaxCommentBytes = 4096
+	// MaxAuditLimit is the most records or history entries one read returns.
+	MaxAuditLimit = 1000
+	// maxReadBytes: a read of the trail stops once it holds this much
+	// (after at least one record), so no read grows with the trail.
+	maxReadBytes = 8 << 20
+	// auditPage is how many records or entries one etcd range returns.
+	auditPage = 32
+)
+
 // AuditRecord is one change, written in the change's own transaction.
 type AuditRecord struct {
 	ID       string    `json:"id"`
@@ -38,7 +61,9 @@ type AuditRecord struct {
 }
 
 // Change is one key's part of a change. Old and New are JSON forms of the
-// values (schema.Encode); a sensitive key's are Redacted.
+// values (schema.Encode); a sensitive key's are Redacted. In a stored
+// record a value over InlineValueBytes is left out (OldOmitted,
+// NewOmitted): the key's history has it.
 type Change struct {
 	Key         string `json:"key"`
 	Old         any    `json:"old,omitempty"`
@@ -46,6 +71,22 @@ type Change struct {
 	OldRevision int64  `json:"old_revision,omitempty"` // 0: the key had no value
 	Deleted     bool   `json:"deleted,omitempty"`      // the change removed the value
 	Redacted    bool   `json:"redacted,omitempty"`
+	OldOmitted  bool   `json:"old_omitted,omitempty"`
+	NewOmitted  bool   `json:"new_omitted,omitempty"`
+}
+
+// keyEntry is the audit trail's index entry of one key's change: the key's
+// history reads these alone. Its mod revision is the change's revision.
+type keyEntry struct {
+	ID          string    `json:"id"` // the record's
+	Time        time.Time `json:"time"`
+	Actor       string    `json:"actor"`
+	Action      string    `json:"action"`
+	Comment     string    `json:"comment,omitempty"`
+	New         any       `json:"new,omitempty"` // the whole new value (Redacted for a sensitive key)
+	OldRevision int64     `json:"old_revision,omitempty"`
+	Deleted     bool      `json:"deleted,omitempty"`
+	Redacted    bool      `json:"redacted,omitempty"`
 }
 
 // Touches reports whether the record changes key.
@@ -68,55 +109,131 @@ func redact(k *schema.Key, v any) any {
 	return schema.Encode(v)
 }
 
-// AuditQuery selects audit records, newest first.
-type AuditQuery struct {
-	Key    string // only records that change this key; "" for all
-	Before int64  // only records before this revision; 0 for all
-	Limit  int    // at most this many; 0 for 100
+// checkMeta bounds what every record and index entry repeats.
+func checkMeta(meta Meta) error {
+	if len(meta.Actor) > MaxActorBytes {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "actor", "%d bytes is longer than the %d-byte limit", len(meta.Actor), MaxActorBytes)
+	}
+	if len(meta.Comment) > MaxCommentBytes {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "comment", "%d bytes is longer than the %d-byte limit", len(meta.Comment), MaxCommentBytes)
+	}
+	return nil
 }
 
-// Audit returns audit records, newest first.
+// AuditQuery selects audit records, newest first.
+type AuditQuery struct {
+	Key string // only records that change this key; "" for all
+	// Prefix makes Key a prefix of the changed keys ("maintenance/").
+	Prefix bool
+	Before int64 // only records before this revision; 0 for all
+	Limit  int   // at most this many (at most MaxAuditLimit); 0 for 100
+}
+
+// Audit returns audit records, newest first: at most q.Limit, and fewer
+// when they add up to more than a read holds (ask again with Before set to
+// the last one's revision).
 func (s *Store) Audit(ctx context.Context, q AuditQuery) ([]*AuditRecord, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
+	q.Limit = min(q.Limit, MaxAuditLimit)
 	var out []*AuditRecord
-	err := s.scanAudit(ctx, q.Before, func(r *AuditRecord) bool {
-		if _, ok := r.Touches(q.Key); q.Key == "" || ok {
+	if q.Key == "" {
+		err := s.scan(ctx, s.layout.AuditPrefix(), q.Before, func(kv *mvccpb.KeyValue) (bool, error) {
+			r, err := s.decodeRecord(kv)
+			if err != nil {
+				return false, err
+			}
 			out = append(out, r)
+			return len(out) < q.Limit, nil
+		})
+		return out, err
+	}
+	// A key's records, through its index entries.
+	prefix := s.layout.auditKeyPrefix(q.Key, q.Prefix)
+	var ids []string
+	seen := map[string]bool{}
+	err := s.scan(ctx, prefix, q.Before, func(kv *mvccpb.KeyValue) (bool, error) {
+		e, err := decodeKeyEntry(kv)
+		if err != nil {
+			return false, err
 		}
-		return len(out) < q.Limit
+		if !seen[e.ID] { // a record that changes several keys under a prefix
+			seen[e.ID] = true
+			ids = append(ids, e.ID)
+		}
+		return len(ids) < q.Limit, nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	size := 0
+	for i := 0; i < len(ids) && size < maxReadBytes; i += auditPage {
+		var gets []clientv3.Op
+		for _, id := range ids[i:min(i+auditPage, len(ids))] {
+			gets = append(gets, clientv3.OpGet(s.layout.AuditPrefix()+id))
+		}
+		resp, err := s.kv.Txn(ctx).Then(gets...).Commit()
+		if err != nil {
+			return nil, readError(err)
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().Kvs {
+				rec, err := s.decodeRecord(kv)
+				if err != nil {
+					return nil, err
+				}
+				size += len(kv.Value)
+				out = append(out, rec)
+			}
+		}
+	}
+	return out, nil
 }
 
-// scanAudit calls fn on audit records before revision `before` (0: all),
-// newest first, a page at a time, until fn returns false.
-func (s *Store) scanAudit(ctx context.Context, before int64, fn func(*AuditRecord) bool) error {
-	const page = 500
+func (s *Store) decodeRecord(kv *mvccpb.KeyValue) (*AuditRecord, error) {
+	r := &AuditRecord{}
+	id := string(kv.Key[len(s.layout.AuditPrefix()):])
+	if err := json.Unmarshal(kv.Value, r); err != nil {
+		// Never skip: a record hidden from the trail hides a change.
+		return nil, cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit record %s (revision %d) cannot be decoded: %v", id, kv.ModRevision, err)
+	}
+	r.ID, r.Revision = id, kv.ModRevision
+	return r, nil
+}
+
+func decodeKeyEntry(kv *mvccpb.KeyValue) (*keyEntry, error) {
+	e := &keyEntry{}
+	if err := json.Unmarshal(kv.Value, e); err != nil {
+		return nil, cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit index entry %s (revision %d) cannot be decoded: %v", kv.Key, kv.ModRevision, err)
+	}
+	return e, nil
+}
+
+// scan calls fn on the keys under prefix changed before revision `before`
+// (0: all), newest change first, a page at a time, until fn returns false
+// or the values read add up to maxReadBytes.
+func (s *Store) scan(ctx context.Context, prefix string, before int64, fn func(*mvccpb.KeyValue) (bool, error)) error {
+	size := 0
 	for {
-		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(page),
-			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)}
 		if before == 1 {
 			return nil // revision 1 is etcd's first: nothing is older
 		}
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(auditPage),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)}
 		if before > 0 {
 			opts = append(opts, clientv3.WithMaxModRev(before-1))
 		}
-		resp, err := s.kv.Get(ctx, s.layout.AuditPrefix(), opts...)
+		resp, err := s.kv.Get(ctx, prefix, opts...)
 		if err != nil {
-			return EtcdError(err)
+			return readError(err)
 		}
 		for _, kv := range resp.Kvs {
-			r := &AuditRecord{}
-			id := string(kv.Key[len(s.layout.AuditPrefix()):])
-			if err := json.Unmarshal(kv.Value, r); err != nil {
-				// Never skip: a record hidden from the trail hides a change.
-				return cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit record %s (revision %d) cannot be decoded: %v", id, kv.ModRevision, err)
+			more, err := fn(kv)
+			if err != nil || !more {
+				return err
 			}
-			r.ID = id
-			r.Revision = kv.ModRevision
-			if !fn(r) {
+			if size += len(kv.Value); size >= maxReadBytes {
 				return nil
 			}
 		}
@@ -127,22 +244,61 @@ func (s *Store) scanAudit(ctx context.Context, before int64, fn func(*AuditRecor
 	}
 }
 
+// readError codes an error of a read: an answer too large for the client is
+// the node's trouble, not the caller's bad input.
+func readError(err error) error {
+	if status.Code(err) == codes.ResourceExhausted {
+		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: "etcd's answer was too large to receive: " + err.Error(), Err: err}
+	}
+	return EtcdError(err)
+}
+
 // AuditOp is the put of an audit record, for changes that are not value
 // writes (maintenance windows) but are audited in their own transaction
 // all the same. The record's revision is the transaction's.
-func (s *Store) AuditOp(meta Meta, changes []Change) clientv3.Op {
-	now := s.now()
-	rec := newAuditRecord(meta, now)
+func (s *Store) AuditOp(meta Meta, changes []Change) []clientv3.Op {
+	rec := newAuditRecord(meta, s.now())
 	rec.Changes = changes
-	return s.auditPut(rec, now)
+	return s.auditOps(rec)
 }
 
 func newAuditRecord(meta Meta, now time.Time) AuditRecord {
 	return AuditRecord{Time: now.UTC(), Actor: meta.Actor, Action: meta.Action, Comment: meta.Comment}
 }
 
-// auditPut is the put of an audit record made at now.
-func (s *Store) auditPut(rec AuditRecord, now time.Time) clientv3.Op {
+// auditOps are the puts of a change's audit record and of one index entry
+// per changed key. rec holds the changes' whole values; the stored record
+// keeps only the small ones.
+func (s *Store) auditOps(full AuditRecord) []clientv3.Op {
+	id := s.layout.newAuditID(full.Time)
+	rec := full
+	rec.Changes = nil
+	ops := make([]clientv3.Op, 0, len(full.Changes)+1)
+	for _, c := range full.Changes {
+		e := keyEntry{ID: id, Time: rec.Time, Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment,
+			New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted}
+		data, _ := json.Marshal(e)
+		ops = append(ops, clientv3.OpPut(s.layout.auditKeyEntry(c.Key, id), string(data)))
+		if large(c.Old) {
+			c.Old, c.OldOmitted = nil, true
+		}
+		if large(c.New) {
+			c.New, c.NewOmitted = nil, true
+		}
+		rec.Changes = append(rec.Changes, c)
+	}
 	data, _ := json.Marshal(rec)
-	return clientv3.OpPut(s.layout.newAuditKey(now), string(data))
+	return append(ops, clientv3.OpPut(s.layout.AuditPrefix()+id, string(data)))
+}
+
+// large reports whether a value's JSON form is over InlineValueBytes.
+func large(v any) bool {
+	if v == nil {
+		return false
+	}
+	if s, ok := v.(string); ok {
+		return len(s) > InlineValueBytes
+	}
+	b, _ := json.Marshal(v)
+	return len(b) > InlineValueBytes
 }

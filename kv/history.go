@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -28,15 +29,20 @@ type HistoryEntry struct {
 	Source    string // "etcd": still in etcd's history; "audit": from the audit trail
 }
 
-// History returns every known revision of a key, newest first: the versions
-// still in etcd's MVCC history, and from the audit trail the deletions,
-// older generations and everything beyond compaction. Each value is shown as
-// it was stored, typed by its own record: a past value never fails because
-// today's schema would refuse it.
-func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error) {
+// History returns the newest revisions of a key, newest first, at most
+// limit (0: 100; at most MaxAuditLimit): the deletions, actions and values
+// of the key's audit index entries (past compaction too), and the versions
+// still in etcd's MVCC history. Each value is shown as it was stored, typed
+// by its own record: a past value never fails because today's schema would
+// refuse it. It reads only this key's entries, never the whole trail.
+func (s *Store) History(ctx context.Context, key string, limit int) ([]*HistoryEntry, error) {
 	if err := schema.ValidKeyName(key); err != nil {
 		return nil, err
 	}
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, MaxAuditLimit)
 	sch, _, _, err := s.Schema(ctx)
 	if err != nil {
 		return nil, err
@@ -44,18 +50,42 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 	k, _ := sch.Lookup(key)
 	sensitive := k != nil && k.Sensitive
 	byRev := map[int64]*HistoryEntry{}
-	// Walk the current generation back through etcd's history.
+	err = s.scan(ctx, s.layout.auditKeyPrefix(key, false), 0, func(kv *mvccpb.KeyValue) (bool, error) {
+		e, err := decodeKeyEntry(kv)
+		if err != nil {
+			return false, err
+		}
+		h := &HistoryEntry{Revision: kv.ModRevision, Deleted: e.Deleted, Redacted: e.Redacted && !e.Deleted,
+			Actor: e.Actor, Time: e.Time, Action: e.Action, Comment: e.Comment, Source: "audit",
+			Sensitive: e.Redacted || sensitive}
+		if !e.Deleted && !e.Redacted {
+			h.Value = auditValue(sch, key, e.New)
+		}
+		byRev[kv.ModRevision] = h
+		return len(byRev) < limit, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Walk the current generation back through etcd's history: those
+	// versions can still be read at their revision.
 	resp, err := s.kv.Get(ctx, s.layout.ValueKey(key))
 	if err != nil {
 		return nil, EtcdError(err)
 	}
-	for kv := first(resp.Kvs); kv != nil; {
+	for kv, steps, size := first(resp.Kvs), 0, 0; kv != nil && steps < limit && size < maxReadBytes; steps++ {
+		size += len(kv.Value)
 		e, err := decodeStored(key, kv)
 		if err != nil {
 			return nil, err
 		}
-		byRev[e.Revision] = &HistoryEntry{Revision: e.Revision, Value: e.Value, Actor: e.Actor,
-			Time: e.Time, Comment: e.Comment, Source: "etcd", Sensitive: e.Sensitive || sensitive}
+		h := byRev[e.Revision]
+		if h == nil {
+			h = &HistoryEntry{Revision: e.Revision} // written before the trail had an index
+			byRev[e.Revision] = h
+		}
+		h.Value, h.Actor, h.Time, h.Comment, h.Source = e.Value, e.Actor, e.Time, e.Comment, "etcd"
+		h.Sensitive = h.Sensitive || e.Sensitive || sensitive
 		if kv.Version == 1 {
 			break
 		}
@@ -68,28 +98,6 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 		}
 		kv = first(prev.Kvs)
 	}
-	// The audit trail adds actions, deletions and what etcd no longer has.
-	err = s.scanAudit(ctx, 0, func(r *AuditRecord) bool {
-		c, ok := r.Touches(key)
-		if !ok {
-			return true
-		}
-		if h, ok := byRev[r.Revision]; ok {
-			h.Action = r.Action
-			return true
-		}
-		h := &HistoryEntry{Revision: r.Revision, Deleted: c.Deleted, Redacted: c.Redacted && !c.Deleted,
-			Actor: r.Actor, Time: r.Time, Action: r.Action, Comment: r.Comment, Source: "audit",
-			Sensitive: c.Redacted || sensitive}
-		if !c.Deleted && !c.Redacted {
-			h.Value = auditValue(sch, key, c.New)
-		}
-		byRev[r.Revision] = h
-		return true
-	})
-	if err != nil {
-		return nil, err
-	}
 	if len(byRev) == 0 {
 		if _, err := sch.Key(key); err != nil {
 			return nil, err
@@ -100,7 +108,7 @@ func (s *Store) History(ctx context.Context, key string) ([]*HistoryEntry, error
 		out = append(out, h)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision > out[j].Revision })
-	return out, nil
+	return out[:min(len(out), limit)], nil
 }
 
 // Diff compares a key's value at two revisions.

@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"cfgcluster/cfgerr"
+	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
 )
 
@@ -36,5 +39,57 @@ func TestNothingHiddenFromTheAuditTrail(t *testing.T) {
 	_, err := s.Audit(ctx(t), kv.AuditQuery{})
 	if err == nil || !strings.Contains(err.Error(), "99999999999999999999-bad") {
 		t.Fatalf("a corrupt audit record was skipped: %v", err)
+	}
+}
+
+// Large values keep the trail readable: a record stays small (a large value
+// is kept once, in the key's index entry), reads of the trail and of a
+// key's history are bounded, and history reads only that key's entries.
+func TestAuditTrailWithLargeValues(t *testing.T) {
+	s, c := newStore(t)
+	big := func(i int) map[string]any {
+		return map[string]any{"daily": int64(i), "blob": strings.Repeat(string(rune('a'+i%26)), 1000<<10)}
+	}
+	var last *kv.Result
+	for i := range 40 {
+		r, err := s.Apply(ctx(t), kv.Meta{Actor: "bulk", Action: kv.ActionSet}, []kv.Write{{Key: "billing.limits", Value: big(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r
+	}
+	set(t, s, "log.level", "warn")
+	resp, err := c.Get(ctx(t), s.Layout().AuditPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if len(kv.Value) > 4<<10 {
+			t.Fatalf("audit record %s is %d bytes", kv.Key, len(kv.Value))
+		}
+	}
+	recs, err := s.Audit(ctx(t), kv.AuditQuery{Limit: 1000})
+	if err != nil || len(recs) != 42 || !recs[1].Changes[0].NewOmitted || !recs[1].Changes[0].OldOmitted {
+		t.Fatalf("audit: %d records, %v", len(recs), err)
+	}
+	h, err := s.History(ctx(t), "billing.limits", 1000)
+	if err != nil || len(h) == 0 || len(h) == 40 || h[0].Revision != last.Revision {
+		t.Fatalf("history of 40 values of 1 MiB: %d entries (want fewer, bounded by bytes), %v", len(h), err)
+	}
+	if v := h[0].Value.(map[string]any)["daily"]; v != json.Number("39") && v != float64(39) && v != int64(39) {
+		t.Fatalf("newest value: %v", v)
+	}
+	// Past compaction, a value comes from its index entry whole.
+	etcdtest.Compact(t, c)
+	e, err := s.Get(ctx(t), "billing.limits", last.Revision-1)
+	if err != nil || len(e.Value.(map[string]any)["blob"].(string)) != 1000<<10 {
+		t.Fatalf("value past compaction: %v", err)
+	}
+	// Who and why are bounded too.
+	if _, err := s.Apply(ctx(t), kv.Meta{Actor: strings.Repeat("a", 1<<20)}, []kv.Write{{Key: "log.level", Text: text("info")}}); cfgerr.First(err) == nil || cfgerr.First(err).Field != "actor" {
+		t.Fatalf("a 1 MiB actor: %v", err)
+	}
+	if _, err := s.Apply(ctx(t), kv.Meta{Comment: strings.Repeat("c", 5000)}, []kv.Write{{Key: "log.level", Text: text("info")}}); cfgerr.First(err) == nil || cfgerr.First(err).Field != "comment" {
+		t.Fatalf("a long comment: %v", err)
 	}
 }

@@ -270,7 +270,7 @@ func TestHistoryDiffRollback(t *testing.T) {
 	}
 	r4 := set(t, s, "log.level", "error")
 
-	h, err := s.History(ctx(t), "log.level")
+	h, err := s.History(ctx(t), "log.level", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestHistoryDiffRollback(t *testing.T) {
 
 	// Beyond compaction, history and rollback come from the audit trail.
 	etcdtest.Compact(t, c)
-	h, err = s.History(ctx(t), "log.level")
+	h, err = s.History(ctx(t), "log.level", 0)
 	if err != nil || len(h) != 5 || h[4].Value != "debug" || h[4].Source != "audit" || h[0].Source != "etcd" {
 		t.Fatalf("history after compaction: %v (%d entries)", err, len(h))
 	}

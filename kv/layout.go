@@ -64,8 +64,24 @@ func (l Layout) ClientRange() (start, end string) {
 // AuditPrefix is the prefix of every audit record.
 func (l Layout) AuditPrefix() string { return l.prefix + "v1/audit/" }
 
-// newAuditKey names a new audit record: its id orders records by time; the
+// newAuditID names a new audit record: its id orders records by time; the
 // record's revision is its etcd mod revision, which orders them exactly.
-func (l Layout) newAuditKey(now time.Time) string {
-	return fmt.Sprintf("%s%020d-%08x", l.AuditPrefix(), now.UnixNano(), rand.Uint32())
+func (l Layout) newAuditID(now time.Time) string {
+	return fmt.Sprintf("%020d-%08x", now.UnixNano(), rand.Uint32())
 }
+
+// AuditKeysPrefix is the prefix of the audit trail's index: one entry per
+// changed key and change, "<key>:<record id>" (':' never appears in a key
+// name, so one key's entries are never under another's prefix).
+func (l Layout) AuditKeysPrefix() string { return l.prefix + "v1/audit-keys/" }
+
+// auditKeyPrefix is the prefix of key's index entries; with asPrefix, of
+// the entries of every key that starts with key.
+func (l Layout) auditKeyPrefix(key string, asPrefix bool) string {
+	if asPrefix {
+		return l.AuditKeysPrefix() + key
+	}
+	return l.AuditKeysPrefix() + key + ":"
+}
+
+func (l Layout) auditKeyEntry(key, id string) string { return l.auditKeyPrefix(key, false) + id }

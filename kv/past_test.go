@@ -20,7 +20,7 @@ func TestPastValuesSurviveSchemaTightening(t *testing.T) {
 		t.Fatal(err)
 	}
 	check := func(when string) {
-		h, err := s.History(ctx(t), "session.idle_timeout")
+		h, err := s.History(ctx(t), "session.idle_timeout", 0)
 		if err != nil || len(h) != 2 || h[1].Value != 3*time.Hour {
 			t.Fatalf("%s: history: %+v %v", when, h, err)
 		}
@@ -58,7 +58,7 @@ func TestSensitiveMarkOutlivesTheSchema(t *testing.T) {
 	if err != nil || !e.Sensitive {
 		t.Fatalf("value at %d: %+v %v", r.Revision, e, err)
 	}
-	h, err := s.History(ctx(t), "old.token")
+	h, err := s.History(ctx(t), "old.token", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,33 +103,31 @@ func (s *Store) valueAt(ctx context.Context, sch *schema.Schema, key string, rev
 	return nil, nil
 }
 
-// valueFromAudit finds the key's value at rev from the newest audit record
-// at or before rev that changed it.
+// valueFromAudit finds the key's value at rev from the newest of its audit
+// index entries at or before rev.
 func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key string, rev int64) (*Entry, error) {
-	var found *AuditRecord
-	err := s.scanAudit(ctx, rev+1, func(r *AuditRecord) bool {
-		if _, ok := r.Touches(key); ok {
-			found = r
-			return false
-		}
-		return true
-	})
-	if err != nil || found == nil {
-		return nil, err
+	resp, err := s.kv.Get(ctx, s.layout.auditKeyPrefix(key, false), clientv3.WithPrefix(), clientv3.WithLimit(1),
+		clientv3.WithMaxModRev(rev), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
+	if err != nil {
+		return nil, readError(err)
 	}
-	c, _ := found.Touches(key)
-	if c.Deleted {
+	kv := first(resp.Kvs)
+	if kv == nil {
 		return nil, nil
 	}
-	if c.Redacted {
+	e, err := decodeKeyEntry(kv)
+	if err != nil || e.Deleted {
+		return nil, err
+	}
+	if e.Redacted {
 		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is sensitive: its value is not kept in the audit trail", rev)
 	}
 	k, ok := sch.Lookup(key)
 	if !ok {
 		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is no longer in the schema", rev)
 	}
-	return &Entry{Key: key, Value: auditValue(sch, key, c.New), Type: k.Type, Source: SourceCluster, Actor: found.Actor,
-		Time: found.Time, Comment: found.Comment, Revision: found.Revision, Sensitive: k.Sensitive}, nil
+	return &Entry{Key: key, Value: auditValue(sch, key, e.New), Type: k.Type, Source: SourceCluster, Actor: e.Actor,
+		Time: e.Time, Comment: e.Comment, Revision: kv.ModRevision, Sensitive: k.Sensitive}, nil
 }
 
 // auditValue types a value from an audit record (its JSON form) by the

@@ -175,6 +175,9 @@ func (s *Store) Update(ctx context.Context, meta Meta, prefetch []string, fn fun
 }
 
 func (s *Store) update(ctx context.Context, meta Meta, prefetch []string, fn func(tx *Tx) error) (*Result, error) {
+	if err := checkMeta(meta); err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		tx, err := s.begin(ctx, prefetch)
 		if err != nil {
@@ -585,7 +588,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		}
 		return &Result{Changes: rec.Changes, DryRun: true}, true, nil
 	}
-	ops = append(ops, tx.s.auditPut(rec, now))
+	ops = append(ops, tx.s.auditOps(rec)...)
 
 	if len(tx.order) > 0 {
 		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""))

@@ -141,8 +141,8 @@ func (m *Maintenance) put(ctx context.Context, w, old *kv.Window, rev int64, act
 		return err
 	}
 	key := m.layout.MaintenanceKey(w.Scope)
-	ops := append([]clientv3.Op{clientv3.OpPut(key, string(kv.EncodeRecord(w)), clientv3.WithLease(lease)),
-		m.store.AuditOp(kv.Meta{Actor: w.Author, Action: action, Comment: w.Reason}, []kv.Change{change(w, old)})}, extra...)
+	ops := append([]clientv3.Op{clientv3.OpPut(key, string(kv.EncodeRecord(w)), clientv3.WithLease(lease))}, extra...)
+	ops = append(ops, m.store.AuditOp(kv.Meta{Actor: w.Author, Action: action, Comment: w.Reason}, []kv.Change{change(w, old)})...)
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, guard...)
 	resp, err := m.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
@@ -194,8 +194,8 @@ func (m *Maintenance) End(ctx context.Context, scope, author string) (*kv.Window
 	closed := *old
 	closed.End, closed.Author = m.now(), author
 	key := m.layout.MaintenanceKey(scope)
-	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key),
-		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionOff, Comment: old.Reason}, []kv.Change{change(&closed, old)})).Commit()
+	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(append([]clientv3.Op{clientv3.OpDelete(key)},
+		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionOff, Comment: old.Reason}, []kv.Change{change(&closed, old)})...)...).Commit()
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -241,22 +241,10 @@ func (m *Maintenance) List(ctx context.Context) (open, scheduled []*kv.Window, e
 	return open, scheduled, nil
 }
 
-// History returns the audit records of maintenance windows, newest first.
+// History returns the audit records of maintenance windows, newest first,
+// through the audit trail's index of maintenance changes.
 func (m *Maintenance) History(ctx context.Context, limit int) ([]*kv.AuditRecord, error) {
-	var out []*kv.AuditRecord
-	recs, err := m.store.Audit(ctx, kv.AuditQuery{Limit: 10000})
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range recs {
-		if strings.HasPrefix(r.Action, "maintenance.") {
-			out = append(out, r)
-			if len(out) == limit {
-				break
-			}
-		}
-	}
-	return out, nil
+	return m.store.Audit(ctx, kv.AuditQuery{Key: "maintenance/", Prefix: true, Limit: limit})
 }
 
 // Schedule plans a window on scope from at, for d. The scheduler opens it.
@@ -278,9 +266,9 @@ func (m *Maintenance) Schedule(ctx context.Context, scope, reason, author string
 	if err != nil {
 		return nil, err
 	}
-	_, err = m.cli.Txn(ctx).Then(
-		clientv3.OpPut(m.layout.SchedulePrefix()+w.ID, string(kv.EncodeRecord(w)), clientv3.WithLease(lease)),
-		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionSchedule, Comment: reason}, []kv.Change{change(w, nil)})).Commit()
+	_, err = m.cli.Txn(ctx).Then(append([]clientv3.Op{
+		clientv3.OpPut(m.layout.SchedulePrefix()+w.ID, string(kv.EncodeRecord(w)), clientv3.WithLease(lease))},
+		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionSchedule, Comment: reason}, []kv.Change{change(w, nil)})...)...).Commit()
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -307,8 +295,8 @@ func (m *Maintenance) Cancel(ctx context.Context, id, author string) error {
 	if err != nil {
 		return err
 	}
-	tr, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(clientv3.OpDelete(key),
-		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionCancel, Comment: w.Reason}, []kv.Change{{Key: "maintenance/" + w.Scope, Old: w}})).Commit()
+	tr, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(append([]clientv3.Op{clientv3.OpDelete(key)},
+		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionCancel, Comment: w.Reason}, []kv.Change{{Key: "maintenance/" + w.Scope, Old: w}})...)...).Commit()
 	if err != nil {
 		return unavailable(err)
 	}

@@ -308,7 +308,11 @@ func (n *Node) awaitApplied(ctx context.Context, res *kv.Result) {
 
 func (n *Node) history(w http.ResponseWriter, r *http.Request) error {
 	key := r.PathValue("key")
-	hs, err := n.store.History(r.Context(), key)
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		return err
+	}
+	hs, err := n.store.History(r.Context(), key, int(limit))
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func TestAPIRoundTrip(t *testing.T) {
 	if err != nil || len(r2.Changes) != 2 {
 		t.Fatalf("apply: %+v %v", r2, err)
 	}
-	h, err := c.History(ctx, "session.idle_timeout")
+	h, err := c.History(ctx, "session.idle_timeout", 0)
 	if err != nil || len(h.Entries) != 2 || h.Entries[0].Value != "9h0m0s" || h.Entries[0].Action != "apply" {
 		t.Fatalf("history: %+v %v", h, err)
 	}
@@ -109,7 +109,7 @@ func TestAPIRoundTrip(t *testing.T) {
 	if v, _ := c.Get(ctx, "db.password", 0); v.Value != api.Redacted || !v.Sensitive {
 		t.Fatalf("sensitive: %+v", v)
 	}
-	h, _ = c.History(ctx, "db.password")
+	h, _ = c.History(ctx, "db.password", 0)
 	if h.Entries[0].Value != api.Redacted {
 		t.Fatalf("sensitive history: %+v", h)
 	}

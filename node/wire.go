@@ -66,7 +66,8 @@ func wireResult(r *kv.Result) api.WriteResult {
 func wireChanges(cs []kv.Change) []api.ChangeRecord {
 	out := make([]api.ChangeRecord, len(cs))
 	for i, c := range cs {
-		out[i] = api.ChangeRecord{Key: c.Key, Old: c.Old, New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted}
+		out[i] = api.ChangeRecord{Key: c.Key, Old: c.Old, New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted,
+			OldOmitted: c.OldOmitted, NewOmitted: c.NewOmitted}
 	}
 	return out
 }

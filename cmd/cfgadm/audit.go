@@ -30,11 +30,17 @@ func auditCommand() *cli.Command {
 				for _, r := range l.Records {
 					var ch []string
 					for _, c := range r.Changes {
-						nv := text(c.New)
+						ov, nv := text(c.Old), text(c.New)
+						if c.OldOmitted {
+							ov = "(large: see history)"
+						}
+						if c.NewOmitted {
+							nv = "(large: see history)"
+						}
 						if c.Deleted {
 							nv = "(deleted)"
 						}
-						ch = append(ch, c.Key+": "+text(c.Old)+" → "+nv)
+						ch = append(ch, c.Key+": "+ov+" → "+nv)
 					}
 					if r.SchemaChanged {
 						ch = append(ch, "schema")

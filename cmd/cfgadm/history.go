@@ -11,13 +11,14 @@ import (
 func historyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "history",
-		Usage:     "show every known revision of a key, newest first",
+		Usage:     "show the revisions of a key, newest first",
 		ArgsUsage: "KEY",
+		Flags:     []cli.Flag{&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many revisions (at most 1000)"}},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, "KEY"); err != nil {
 				return err
 			}
-			h, err := client(c).History(c.Context, c.Args().First())
+			h, err := client(c).History(c.Context, c.Args().First(), c.Int("limit"))
 			if err != nil {
 				return err
 			}
