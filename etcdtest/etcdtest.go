@@ -26,8 +26,9 @@ type Member struct {
 }
 
 // Start runs a single-member etcd cluster until the test ends and returns it
-// with a client that the test's cleanup closes.
-func Start(t testing.TB) (*Member, *clientv3.Client) {
+// with a client that the test's cleanup closes. Options change the member's
+// configuration before it starts.
+func Start(t testing.TB, opts ...func(*embed.Config)) (*Member, *clientv3.Client) {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
@@ -41,6 +42,9 @@ func Start(t testing.TB) (*Member, *clientv3.Client) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.MaxTxnOps = 4096
 	cfg.MaxRequestBytes = 8 << 20 // as cfgnode's embedded member
+	for _, o := range opts {
+		o(cfg)
+	}
 	m := &Member{Endpoint: client.String(), cfg: cfg}
 	m.start(t)
 	t.Cleanup(m.Stop)

@@ -195,3 +195,24 @@ func (n *Node) promoteLearners(ctx context.Context) {
 		}
 	}
 }
+
+// pruneAudit keeps the audit trail within its retention: at start and every
+// PruneEvery. Every node prunes; deletions are idempotent.
+func (n *Node) pruneAudit(ctx context.Context) {
+	defer n.bg.Done()
+	t := time.NewTicker(n.cfg.PruneEvery)
+	defer t.Stop()
+	for {
+		pruned, err := n.store.PruneAudit(ctx, n.cfg.AuditRetention)
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("pruning the audit trail failed", zap.Error(err))
+		} else if pruned > 0 {
+			n.log.Info("audit trail pruned", zap.Int("records", pruned))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

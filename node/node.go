@@ -52,6 +52,10 @@ type Config struct {
 	APIAddr    string // HTTP API listen address (default 127.0.0.1:7380)
 	SchemaFile string // a schema to apply at first start, when none is stored
 	Prefix     string // etcd key prefix (default kv.DefaultPrefix)
+	// AuditRetention bounds the audit trail (zero: kv.DefaultRetention);
+	// every node prunes it every PruneEvery (default 10 minutes).
+	AuditRetention kv.Retention
+	PruneEvery     time.Duration
 	// AllowedOrigins are web origins (scheme://host[:port]) besides the
 	// node's own whose browsers may write; every other cross-origin write
 	// is refused.
@@ -79,6 +83,12 @@ func (c *Config) setDefaults() {
 	defs(&c.InitialAdvertisePeerURL, c.ListenPeerURLs)
 	def(&c.AutoCompactionRetention, "72h")
 	def(&c.APIAddr, "127.0.0.1:7380")
+	if c.AuditRetention == (kv.Retention{}) {
+		c.AuditRetention = kv.DefaultRetention
+	}
+	if c.PruneEvery <= 0 {
+		c.PruneEvery = 10 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -163,8 +173,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopBg = stopBg
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go n.promoteLearners(bgCtx)
+	go n.pruneAudit(bgCtx)
 	if err := n.serve(); err != nil {
 		return nil, err
 	}

@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"cfgcluster/kv"
 	"cfgcluster/node"
 )
 
@@ -52,6 +54,8 @@ func flags() []cli.Flag {
 		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
 		flag("prefix", "/cfgcluster/", "etcd key prefix"),
+		flag("audit-retention", "2160h", "keep audit records this long (each key keeps its last change before it; 0: no age limit)"),
+		flag("audit-max-records", "100000", "keep at most this many audit records (0: no count limit)"),
 		flag("allowed-origins", "", "comma-separated web origins (https://console.example.com) whose browsers may write; other cross-origin writes are refused"),
 		flag("log-level", "info", "debug, info, warn or error"),
 		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
@@ -86,6 +90,17 @@ func run(c *cli.Context) error {
 	if err != nil || quota < 0 {
 		return fmt.Errorf("--quota-backend-bytes: %q is not a number of bytes", c.String("quota-backend-bytes"))
 	}
+	retention, err := time.ParseDuration(c.String("audit-retention"))
+	if err != nil || retention < 0 {
+		return fmt.Errorf("--audit-retention: %q is not a duration such as 2160h", c.String("audit-retention"))
+	}
+	maxRecords, err := strconv.Atoi(c.String("audit-max-records"))
+	if err != nil || maxRecords < 0 {
+		return fmt.Errorf("--audit-max-records: %q is not a number of records", c.String("audit-max-records"))
+	}
+	if retention == 0 && maxRecords == 0 {
+		return fmt.Errorf("--audit-retention and --audit-max-records are both 0: the audit trail would grow until etcd is full; bound at least one")
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return node.Run(ctx, node.Config{
@@ -103,6 +118,7 @@ func run(c *cli.Context) error {
 		SchemaFile:              c.String("schema"),
 		Prefix:                  c.String("prefix"),
 		AllowedOrigins:          list(c.String("allowed-origins")),
+		AuditRetention:          kv.Retention{MaxAge: retention, MaxRecords: maxRecords},
 		EtcdEndpoints:           list(c.String("etcd-endpoints")),
 		EtcdUser:                c.String("etcd-user"),
 		EtcdPassword:            c.String("etcd-password"),
