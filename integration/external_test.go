@@ -169,9 +169,9 @@ func TestExternalEtcdWholeNamespace(t *testing.T) {
 	if _, err := c.ApplySchema(ctx, api.SchemaRequest{Document: doc.String()}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < keys; i += 100 {
+	for i := 0; i < keys; i += 50 { // within etcd's default 128 operations: a value and an audit entry a key
 		var ch []api.Change
-		for j := i; j < i+100; j++ {
+		for j := i; j < i+50; j++ {
 			ch = append(ch, api.Change{Key: fmt.Sprintf("ns.k%03d", j), Value: j})
 		}
 		if _, err := c.Apply(ctx, api.ApplyRequest{Changes: ch}); err != nil {

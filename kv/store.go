@@ -720,8 +720,10 @@ func EtcdError(err error) error {
 		return &cfgerr.Error{Code: cfgerr.NotFound, Field: "revision", Message: "that revision is in the future", Err: err}
 	case errors.Is(err, rpctypes.ErrNoSpace):
 		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: "etcd is out of space (NOSPACE alarm): writes are refused until it is compacted, defragmented and the alarm disarmed (docs/OPERATIONS.md)", Err: err}
-	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
-		return &cfgerr.Error{Code: cfgerr.Invalid, Field: "changes", Message: "the change is too large for one etcd transaction: " + err.Error(), Err: err}
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return &cfgerr.Error{Code: cfgerr.Invalid, Field: "changes", Message: "the change has too many keys for one etcd transaction (each key takes two operations, its value and its audit entry): split it, or raise etcd's --max-txn-ops: " + err.Error(), Err: err}
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return &cfgerr.Error{Code: cfgerr.Invalid, Field: "changes", Message: "the change is too large for one etcd transaction (each value is sent twice, with its audit entry): split it, or raise etcd's --max-request-bytes: " + err.Error(), Err: err}
 	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
