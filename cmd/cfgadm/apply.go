@@ -74,12 +74,14 @@ func applyCommand() *cli.Command {
 func readFile(name string) ([]byte, error) {
 	if name == "-" {
 		var b bytes.Buffer
-		_, err := b.ReadFrom(os.Stdin)
-		return b.Bytes(), err
+		if _, err := b.ReadFrom(os.Stdin); err != nil {
+			return nil, localError(err)
+		}
+		return b.Bytes(), nil
 	}
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, localError(err)
 	}
 	return b, nil
 }

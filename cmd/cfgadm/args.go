@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -41,13 +42,14 @@ func interspersed(app *cli.App, args []string) []string {
 			continue
 		}
 		var fl, pos []string
+		sep := false // the user's "--": what follows is positional
 		for j := 0; j < len(rest); j++ {
 			a := rest[j]
 			if a == "--" {
-				pos = append(pos, rest[j:]...)
+				pos, sep = append(pos, rest[j+1:]...), true
 				break
 			}
-			if strings.HasPrefix(a, "-") && len(a) > 1 {
+			if strings.HasPrefix(a, "-") && len(a) > 1 && !negative(a) {
 				defs, to := cmd.Flags, &fl
 				if !defined(cmd.Flags, a) && defined(app.Flags, a) {
 					defs, to = app.Flags, &global
@@ -60,9 +62,18 @@ func interspersed(app *cli.App, args []string) []string {
 			pos = append(pos, a)
 		}
 		out = append(out, fl...)
+		if sep || slices.ContainsFunc(pos, func(p string) bool { return strings.HasPrefix(p, "-") }) {
+			out = append(out, "--") // -5 is a value, not a flag
+		}
 		out = append(out, pos...)
 		return append(append([]string{out[0]}, global...), out[1:]...)
 	}
+}
+
+// negative reports whether a token is a negative number or duration
+// (-5, -0.5, -1h30m): a value, never a flag, since no flag starts with a digit.
+func negative(tok string) bool {
+	return len(tok) > 1 && tok[0] == '-' && (tok[1] >= '0' && tok[1] <= '9' || tok[1] == '.')
 }
 
 func find(cmds []*cli.Command, name string) *cli.Command {

@@ -114,9 +114,10 @@ func snapshotCommand() *cli.Command {
 				}
 				path := c.Args().First()
 				tmp := path + ".part"
-				f, err := os.Create(tmp)
+				// The snapshot holds every value: only its owner may read it.
+				f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 				if err != nil {
-					return usageError("%v", err)
+					return localError(err)
 				}
 				sum, err := client(c).Snapshot(c.Context, f)
 				if cerr := f.Close(); err == nil && cerr != nil {
@@ -127,10 +128,10 @@ func snapshotCommand() *cli.Command {
 					return err
 				}
 				if err := os.Rename(tmp, path); err != nil {
-					return err
+					return localError(err)
 				}
 				if err := os.WriteFile(path+".sha256", []byte(sum+"  "+path+"\n"), 0o644); err != nil {
-					return err
+					return localError(err)
 				}
 				fmt.Fprintf(c.App.Writer, "saved %s (sha256 %s)\n", path, sum)
 				return nil

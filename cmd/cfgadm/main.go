@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -61,7 +62,19 @@ func osUser() string {
 }
 
 func client(c *cli.Context) *api.Client {
-	return api.NewClient(c.String("endpoint"), c.String("actor"))
+	cl := api.NewClient(c.String("endpoint"), c.String("actor"))
+	// A request that asks the node to wait must outlast the wait: a write
+	// that succeeded never looks unavailable because cfgadm gave up first.
+	if wait := waitFor(c); wait > 0 {
+		cl.HTTP.Timeout = max(cl.HTTP.Timeout, wait+30*time.Second)
+	}
+	return cl
+}
+
+// localError is a failure on this machine (a file that cannot be read or
+// written): exit 1, not the exit 2 of bad input.
+func localError(err error) error {
+	return &cfgerr.Error{Code: cfgerr.Internal, Message: err.Error(), Err: err}
 }
 
 // usageError is a mistake in the command line itself.
