@@ -82,6 +82,16 @@ func (m *Member) Restart(t testing.TB) {
 	m.start(t)
 }
 
+// Replace stops the member and starts a new, empty one on the same ports:
+// to clients it is the same endpoint serving another cluster (one restored
+// from an older snapshot, or replaced), whose revisions start again.
+func (m *Member) Replace(t testing.TB) {
+	t.Helper()
+	m.Stop()
+	m.cfg.Dir = t.TempDir()
+	m.start(t)
+}
+
 // Client returns a new client of the member, closed when the test ends.
 func (m *Member) Client(t testing.TB) *clientv3.Client {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,25 +19,32 @@ import (
 )
 
 // Observer is a watch client on every member of a cluster, as a service
-// would run it, recording every batch it is given.
+// would run it, recording every batch and resync notice it is given, in the
+// order it is given them.
 type Observer struct {
-	C       *watch.Client
-	etcd    *clientv3.Client
-	mu      sync.Mutex
-	batches []watch.Batch
-	resyncs []watch.Resync
-	from    int64
+	C    *watch.Client
+	sub  *watch.Subscription
+	etcd *clientv3.Client
+	mu   sync.Mutex
+	seq  []observed
+	from int64 // the revision already applied when it started; Verify moves it on
+}
+
+// observed is a batch, or (Resync non-nil) a resync notice.
+type observed struct {
+	Batch  watch.Batch
+	Resync *watch.Resync
 }
 
 func (o *Observer) add(b watch.Batch) {
 	o.mu.Lock()
-	o.batches = append(o.batches, b)
+	o.seq = append(o.seq, observed{Batch: b})
 	o.mu.Unlock()
 }
 
 func (o *Observer) resync(r watch.Resync) {
 	o.mu.Lock()
-	o.resyncs = append(o.resyncs, r)
+	o.seq = append(o.seq, observed{Resync: &r})
 	o.mu.Unlock()
 }
 
@@ -44,7 +52,8 @@ func (o *Observer) resync(r watch.Resync) {
 func (cl *Cluster) Observe(t *testing.T) *Observer {
 	t.Helper()
 	etcd, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second,
-		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, Logger: zap.NewNop()})
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, Logger: zap.NewNop(),
+		MaxCallRecvMsgSize: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +64,7 @@ func (cl *Cluster) Observe(t *testing.T) *Observer {
 		t.Fatal(err)
 	}
 	o := &Observer{C: c, etcd: etcd, from: c.Revision()}
-	c.Subscribe("*", watch.HandlerFuncs{BatchFunc: o.add, ResyncFunc: o.resync})
+	o.sub = c.Subscribe("*", watch.HandlerFuncs{BatchFunc: o.add, ResyncFunc: o.resync})
 	t.Cleanup(func() { c.Close(); etcd.Close() })
 	return o
 }
@@ -71,41 +80,84 @@ func (o *Observer) Check(t *testing.T, cl *Cluster) {
 }
 
 // Verify checks that, within 10 s, the observer has been given every change
-// committed since it started: each revision once, in order, each
-// transaction whole — and that its cache then equals a linearizable read of
-// every key. After a re-list (compaction), the diff batch stands for the
-// revisions it covers. It returns the number of batches.
+// committed since it started (or since the last Verify): each revision
+// once, in order, each transaction whole — and that its cache then equals a
+// linearizable read of every key. A re-list's diff batch, which a resync
+// notice follows, stands for the revisions it covers; every other batch must
+// be exactly its transaction, before and after a resync alike. It reads only
+// the audit records written since, by revision, never the whole trail; it
+// returns the number of batches checked.
 func (o *Observer) Verify() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store := kv.New(o.etcd)
-	recs, err := store.Audit(ctx, kv.AuditQuery{Limit: 100000})
-	if err != nil {
-		return 0, err
-	}
 	want := map[int64][]string{}
 	var last int64
-	for _, r := range recs {
-		if r.Revision <= o.from || len(r.Changes) == 0 || r.SchemaChanged {
-			continue
+	for before := int64(0); ; {
+		recs, err := store.Audit(ctx, kv.AuditQuery{Before: before, Limit: kv.MaxAuditLimit})
+		if err != nil {
+			return 0, err
 		}
-		for _, c := range r.Changes {
-			want[r.Revision] = append(want[r.Revision], c.Key)
+		done := len(recs) == 0
+		for _, r := range recs {
+			if r.Revision <= o.from {
+				done = true
+				break
+			}
+			before = r.Revision
+			if len(r.Changes) == 0 || r.SchemaChanged || strings.HasPrefix(r.Changes[0].Key, "maintenance/") {
+				continue
+			}
+			for _, c := range r.Changes {
+				want[r.Revision] = append(want[r.Revision], c.Key)
+			}
+			last = max(last, r.Revision)
 		}
-		last = max(last, r.Revision)
+		if done {
+			break
+		}
 	}
+	// Wait for the client to apply the last change and its workers to hand
+	// out every batch.
 	deadline := time.Now().Add(10 * time.Second)
-	for o.C.Revision() < last && time.Now().Before(deadline) {
+	for !(o.C.Revision() >= last && o.sub.HasSynced()) {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("watch: revision %d not delivered within 10 s (at %d)", last, o.C.Revision())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond) // the workers hand out the last batches
+	// Check what was given up to the last audited change; keep anything
+	// later (written after the audit was read) for the next Verify.
 	o.mu.Lock()
-	got, resyncs := slices.Clone(o.batches), slices.Clone(o.resyncs)
+	cut := len(o.seq)
+	for i, x := range o.seq {
+		if x.Resync == nil && x.Batch.Revision > last {
+			cut = i
+			break
+		}
+	}
+	seq := slices.Clone(o.seq[:cut])
+	o.seq = slices.Clone(o.seq[cut:])
 	o.mu.Unlock()
 	seen := map[int64]bool{}
-	for i, b := range got {
-		if i > 0 && b.Revision <= got[i-1].Revision {
-			return 0, fmt.Errorf("watch: revision %d after %d (reordered or duplicated)", b.Revision, got[i-1].Revision)
+	var covered [][2]int64 // (after, upTo]: revisions a re-list stands for
+	prev, n := o.from, 0
+	for i, x := range seq {
+		if x.Resync != nil {
+			covered = append(covered, [2]int64{prev, x.Resync.Revision})
+			prev = max(prev, x.Resync.Revision)
+			continue
+		}
+		b := x.Batch
+		if b.Revision <= prev && !(i+1 < len(seq) && seq[i+1].Resync != nil) {
+			return 0, fmt.Errorf("watch: revision %d after %d (reordered or duplicated)", b.Revision, prev)
+		}
+		n++
+		seen[b.Revision] = true
+		relist := i+1 < len(seq) && seq[i+1].Resync != nil && seq[i+1].Resync.Revision == b.Revision
+		prev = max(prev, b.Revision)
+		if relist {
+			continue // a re-list's diff: what changed over the revisions it covers
 		}
 		var keys []string
 		for _, e := range b.Events {
@@ -114,16 +166,17 @@ func (o *Observer) Verify() (int, error) {
 		w := want[b.Revision]
 		sort.Strings(keys)
 		sort.Strings(w)
-		if !slices.Equal(keys, w) && len(resyncs) == 0 {
+		if !slices.Equal(keys, w) {
 			return 0, fmt.Errorf("watch: revision %d gave %v, the transaction wrote %v", b.Revision, keys, w)
 		}
-		seen[b.Revision] = true
 	}
 	for rev := range want {
-		if !seen[rev] && len(resyncs) == 0 {
-			return 0, fmt.Errorf("watch: revision %d (%v) was never delivered (a gap)", rev, want[rev])
+		if seen[rev] || slices.ContainsFunc(covered, func(c [2]int64) bool { return rev > c[0] && rev <= c[1] }) {
+			continue
 		}
+		return 0, fmt.Errorf("watch: revision %d (%v) was never delivered (a gap)", rev, want[rev])
 	}
+	o.from = max(o.from, last)
 	// The cache equals a linearizable read at the same revision.
 	sch, _, _, err := store.Schema(ctx)
 	if err != nil {
@@ -136,5 +189,5 @@ func (o *Observer) Verify() (int, error) {
 			return 0, fmt.Errorf("cache of %s: %v (%v); etcd: %v (%v)", k, v.Value, verr, e, err)
 		}
 	}
-	return len(got), nil
+	return n, nil
 }

@@ -44,6 +44,10 @@ type Value struct {
 	TTL             time.Duration
 	Actor           string
 	Comment         string
+	// Stale is set while the client has not listed the cluster since it
+	// started (etcd was unreachable): the value comes from the snapshot or
+	// the default and may be behind the cluster.
+	Stale bool
 }
 
 // Etcd is what the client needs of etcd: *clientv3.Client, or namespace
@@ -86,11 +90,13 @@ type Client struct {
 	synced    atomic.Bool
 	attempts  atomic.Uint64 // watch streams opened
 	confirmed atomic.Int64  // unix nanos when etcd last confirmed the revision
+	clusterID atomic.Uint64 // etcd's cluster id at the last list
 	snapDirty chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+	done   chan struct{} // closed by Close: wakes WaitRevision
 }
 
 // Rejection is a cluster value that failed the client's schema.
@@ -114,7 +120,7 @@ func New(ctx context.Context, etcd Etcd, opts ...Option) (*Client, error) {
 		etcd: etcd, opt: o, log: o.log, layout: kv.NewLayout(o.prefix), met: newMetrics(),
 		cache: newCache(o.cacheSize), raw: map[string]held{}, frozen: map[string]Value{},
 		pending: map[string]Value{}, rejected: map[string]Rejection{}, snapDirty: make(chan struct{}, 1),
-		revCh: make(chan struct{}), windows: map[string]*kv.Window{},
+		revCh: make(chan struct{}), windows: map[string]*kv.Window{}, done: make(chan struct{}),
 	}
 	c.mux = newMux(o.log, c.met, o.workers, o.queueSize, o.slow)
 	if o.schema != nil {
@@ -157,9 +163,11 @@ func New(ctx context.Context, etcd Etcd, opts ...Option) (*Client, error) {
 }
 
 // Close stops the watch and the workers and writes a final snapshot. It is
-// safe to call more than once.
+// safe to call more than once, and from a handler: then it returns without
+// waiting for the handler workers, which stop as their calls return.
 func (c *Client) Close() error {
 	c.closed.Do(func() {
+		close(c.done)
 		c.cancel()
 		c.wg.Wait()
 		c.mux.close()
@@ -187,7 +195,8 @@ func (c *Client) Revision() int64 {
 }
 
 // WaitRevision waits until the client has applied revision rev (a write's
-// revision, for read-your-writes), or ctx is done.
+// revision, for read-your-writes): once it returns nil, the cache answers
+// with rev's values. It fails when ctx is done or the client is closed.
 func (c *Client) WaitRevision(ctx context.Context, rev int64) error {
 	for {
 		c.mu.Lock()
@@ -199,6 +208,8 @@ func (c *Client) WaitRevision(ctx context.Context, rev int64) error {
 		select {
 		case <-ctx.Done():
 			return cfgerr.Errorf(cfgerr.Unavailable, "", "revision", "revision %d not applied yet (at %d): %v", rev, cur, ctx.Err())
+		case <-c.done:
+			return cfgerr.Errorf(cfgerr.Unavailable, "", "revision", "revision %d not applied: the client is closed", rev)
 		case <-ch:
 		}
 	}
@@ -307,25 +318,19 @@ func (c *Client) resolve(key string) (Value, error) {
 	if !ok && c.synced.Load() {
 		v, ok = c.defaultValue(key)
 	}
+	if ok && !c.synced.Load() && v.Source != SourceEnvironment {
+		v.Stale = true
+	}
 	if ok {
 		c.cache.update([]*entry{c.newEntry(v)}, nil)
 	}
-	askEtcd := !ok && !c.synced.Load() && c.from != SourceSnapshot
 	c.mu.Unlock()
-	if askEtcd {
-		// Not listed yet and no snapshot: ask the nearest member directly
-		// (not cached: the watch does not vouch for it yet).
-		ctx, cancel := context.WithTimeout(context.Background(), c.opt.readTimeout)
-		resp, err := c.etcd.Get(ctx, c.layout.ValueKey(key), clientv3.WithSerializable())
-		cancel()
-		if err == nil && len(resp.Kvs) > 0 {
-			if e, derr := c.layout.Decode(c.sch.Load(), resp.Kvs[0]); derr == nil {
-				v, ok = c.valueOf(e, SourceCluster), true
-			}
-		}
-	}
 	if !ok {
+		// Not listed yet (etcd was unreachable at start) and nothing held:
+		// answer at once from the rest of the chain, never by waiting on
+		// etcd; the watch brings the cluster's value when etcd returns.
 		v, ok = c.defaultValue(key)
+		v.Stale = true
 	}
 	if !ok {
 		if _, known := c.sch.Load().Lookup(key); !known {
@@ -682,14 +687,13 @@ type options struct {
 	slow         time.Duration
 	progress     time.Duration
 	startTimeout time.Duration
-	readTimeout  time.Duration
 	mirror       bool
 }
 
 func defaultOptions() options {
 	return options{prefix: kv.DefaultPrefix, log: zap.NewNop(), cacheSize: 1000, ttl: 300 * time.Second,
 		typeTTL: map[schema.Type]time.Duration{}, envPrefix: "CFG_", workers: 8, queueSize: 256,
-		slow: time.Second, progress: 2 * time.Second, startTimeout: 5 * time.Second, readTimeout: time.Second}
+		slow: time.Second, progress: 2 * time.Second, startTimeout: 5 * time.Second}
 }
 
 // Option configures a Client.

@@ -1,8 +1,11 @@
 package watch
 
 import (
+	"bytes"
 	"fmt"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,11 +29,12 @@ type mux struct {
 	pref  map[string]map[uint64]*sub // by prefix ("" for every key)
 	count int
 
-	runMu  sync.Mutex
-	cond   *sync.Cond
-	runq   []*chunk // subscribers with work, in chunks that workers share
-	closed bool
-	wg     sync.WaitGroup
+	runMu   sync.Mutex
+	cond    *sync.Cond
+	runq    []*chunk // subscribers with work, in chunks that workers share
+	closed  bool
+	wg      sync.WaitGroup
+	workers sync.Map // goroutine id → struct{}: the workers, to tell a handler's own calls
 }
 
 // Breaker settings: a handler that fails (panics or takes longer than the
@@ -59,16 +63,23 @@ type sub struct {
 	h   Handler
 	m   *mux
 
+	// callMu is held by the worker from its check that the subscriber is
+	// still registered until the handler returns, so Unsubscribe can wait
+	// out a call that has begun; callingG is that worker's goroutine id.
+	callMu   sync.Mutex
+	callingG atomic.Uint64
+
 	mu        sync.Mutex
 	queue     []Batch // empty when idle; at most a few slots' buffer kept
 	scheduled bool    // in the run queue or running
 	dropped   int     // batches dropped since the last resync notice
 	reason    string  // why the first of them was dropped
 	removed   bool
-	failures  int       // consecutive failed calls
-	opens     int       // times the breaker opened
-	openUntil time.Time // breaker open until then
-	lastRev   int64     // revision of the newest batch enqueued or dropped
+	failures  int         // consecutive failed calls
+	opens     int         // times the breaker opened
+	openUntil time.Time   // breaker open until then
+	wake      *time.Timer // runs the subscriber when the breaker closes, to tell it what it missed
+	lastRev   int64       // revision of the newest batch enqueued or dropped
 }
 
 func newMux(log *zap.Logger, met *metrics, workers, queueCap int, slow time.Duration) *mux {
@@ -117,7 +128,18 @@ func (m *mux) remove(s *sub) bool {
 	s.removed = true
 	m.met.queued.Add(-int64(len(s.queue)))
 	s.queue = nil
+	if s.wake != nil {
+		s.wake.Stop()
+		s.wake = nil
+	}
 	s.mu.Unlock()
+	// A call that began before removed was set finishes before remove
+	// returns, so no call starts after it; unless the caller is that call
+	// (a handler unsubscribing itself), which must not wait for itself.
+	if g := s.callingG.Load(); g == 0 || g != goid() {
+		s.callMu.Lock()
+		s.callMu.Unlock() //nolint:staticcheck // an empty critical section: waiting out the call
+	}
 	return ok
 }
 
@@ -270,6 +292,9 @@ func (m *mux) schedule(subs ...*sub) {
 
 func (m *mux) worker() {
 	defer m.wg.Done()
+	g := goid()
+	m.workers.Store(g, struct{}{})
+	defer m.workers.Delete(g)
 	for {
 		m.runMu.Lock()
 		for len(m.runq) == 0 && !m.closed {
@@ -286,7 +311,7 @@ func (m *mux) worker() {
 			if i >= int64(len(ch.subs)) {
 				break
 			}
-			if s := ch.subs[i]; s.run() {
+			if s := ch.subs[i]; s.run(g) {
 				m.schedule(s) // more work: back of the line, for fairness
 			}
 		}
@@ -301,14 +326,16 @@ func (m *mux) worker() {
 
 // run delivers up to runBurst batches, then any pending resync notice. It
 // reports whether work remains. It takes the subscriber's lock once per
-// call: to record the last call's outcome and take the next batch.
-func (s *sub) run() bool {
+// call: to record the last call's outcome and take the next batch. g is
+// the worker's goroutine id.
+func (s *sub) run(g uint64) bool {
 	var (
 		called, failed bool
 		b              Batch
 		notice         *Resync
 	)
 	for i := 0; ; i++ {
+		s.callMu.Lock()
 		s.mu.Lock()
 		if called {
 			s.record(failed)
@@ -316,6 +343,7 @@ func (s *sub) run() bool {
 		if s.removed {
 			s.scheduled = false
 			s.mu.Unlock()
+			s.callMu.Unlock()
 			return false
 		}
 		if i == runBurst {
@@ -324,6 +352,7 @@ func (s *sub) run() bool {
 				s.scheduled = false
 			}
 			s.mu.Unlock()
+			s.callMu.Unlock()
 			return more
 		}
 		b, notice = Batch{}, nil
@@ -342,11 +371,34 @@ func (s *sub) run() bool {
 			s.dropped = 0
 		default:
 			s.scheduled = false
+			if s.dropped > 0 && s.wake == nil {
+				// The breaker is open: tell the handler what it missed
+				// when it closes, even if no batch comes to wake it.
+				s.wake = time.AfterFunc(time.Until(s.openUntil), s.wakeUp)
+			}
 			s.mu.Unlock()
+			s.callMu.Unlock()
 			return false
 		}
 		s.mu.Unlock()
+		s.callingG.Store(g)
 		failed, called = s.call(b, notice), true
+		s.callingG.Store(0)
+		s.callMu.Unlock()
+	}
+}
+
+// wakeUp schedules the subscriber when its breaker closes.
+func (s *sub) wakeUp() {
+	s.mu.Lock()
+	s.wake = nil
+	run := !s.removed && !s.scheduled && s.dropped > 0
+	if run {
+		s.scheduled = true
+	}
+	s.mu.Unlock()
+	if run {
+		s.m.schedule(s)
 	}
 }
 
@@ -414,11 +466,50 @@ func (s *sub) idle() bool {
 	return !s.scheduled && len(s.queue) == 0
 }
 
+// close stops the workers: each finishes the call it is in. It waits for
+// them, unless it is called from a handler (a worker), which cannot wait
+// for itself: then the workers stop as soon as their calls return.
 func (m *mux) close() {
 	m.runMu.Lock()
 	m.closed = true
 	m.runq = nil
 	m.runMu.Unlock()
 	m.cond.Broadcast()
-	m.wg.Wait()
+	m.mu.RLock()
+	for _, idx := range []map[string]map[uint64]*sub{m.exact, m.pref} {
+		for _, subs := range idx {
+			for _, s := range subs {
+				s.mu.Lock()
+				if s.wake != nil {
+					s.wake.Stop()
+					s.wake = nil
+				}
+				s.mu.Unlock()
+			}
+		}
+	}
+	m.mu.RUnlock()
+	if !m.inWorker() {
+		m.wg.Wait()
+	}
+}
+
+// inWorker reports whether the caller is one of the workers (a handler).
+func (m *mux) inWorker() bool {
+	_, ok := m.workers.Load(goid())
+	return ok
+}
+
+// goid is the calling goroutine's id, from its stack header ("goroutine 42
+// [running]:"). Only Close and Unsubscribe ask, to tell a handler's own
+// call; the delivery path never does.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
 }

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -24,6 +25,11 @@ import (
 // compaction, an outage or Refresh emits exactly what changed, deletes
 // included). It returns the list's revision.
 func (c *Client) list(ctx context.Context) (int64, error) {
+	// The read happens under applyMu: a change the watch applied between
+	// the read and its application would otherwise be overwritten by the
+	// older listing (and sent to subscribers as if it were new).
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
 	start, end := c.layout.ClientRange()
 	resp, err := c.etcd.Get(ctx, start, clientv3.WithRange(end))
 	if err != nil {
@@ -31,9 +37,8 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	}
 	c.met.relists.Inc()
 	rev := resp.Header.Revision
+	c.clusterID.Store(resp.Header.ClusterId)
 
-	c.applyMu.Lock()
-	defer c.applyMu.Unlock()
 	c.mu.Lock()
 	listed := map[string]*mvccpb.KeyValue{}
 	var schemaKV *mvccpb.KeyValue
@@ -68,8 +73,8 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	c.from = SourceCluster
 	wasSynced := c.synced.Swap(true)
 	c.mu.Unlock()
-	if fromSnapshot || schemaChanged {
-		c.cache.clear()
+	if fromSnapshot || schemaChanged || !wasSynced {
+		c.cache.clear() // nothing served before the first list (marked stale) stays
 	}
 	c.applyLocked(rev, evs, true)
 	if wasSynced || fromSnapshot {
@@ -207,10 +212,16 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 		}
 		batch = append(batch, e)
 	}
-	c.advanceLocked(rev)
+	// The cache holds the revision's values before the revision counts as
+	// applied: WaitRevision's callers then read them.
+	c.cache.update(puts, removes)
+	if list {
+		c.resetLocked(rev)
+	} else {
+		c.advanceLocked(rev)
+	}
 	c.confirmed.Store(now.UnixNano())
 	c.mu.Unlock()
-	c.cache.update(puts, removes)
 	if len(batch) > 0 {
 		c.mux.dispatch(Batch{Revision: rev, Events: batch})
 	}
@@ -261,10 +272,16 @@ func (c *Client) watchLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if reason == "stuck" && c.wentBack(ctx) {
+			// etcd sends no progress to a watch from a revision it has not
+			// reached: the cluster was restored from an older snapshot.
+			reason = "restored"
+		}
 		c.met.restarts.WithLabelValues(reason).Inc()
 		c.log.Info("watch restarting", zap.String("reason", reason), zap.Int64("revision", c.Revision()), zap.Error(err))
-		if reason == "compacted" {
-			// Events were lost to compaction: re-list and emit the difference.
+		if reason == "compacted" || reason == "restored" {
+			// Events were lost to compaction, or etcd was restored or
+			// replaced: re-list and emit the difference.
 			if _, err := c.list(ctx); err != nil {
 				c.synced.Store(false)
 			}
@@ -336,7 +353,15 @@ func (c *Client) watchOnce(ctx context.Context, from int64) (reason string, err 
 			if err := resp.Err(); err != nil {
 				return "error", err
 			}
+			if id := c.clusterID.Load(); id != 0 && resp.Header.ClusterId != 0 && resp.Header.ClusterId != id {
+				return "restored", fmt.Errorf("etcd's cluster id changed from %x to %x", id, resp.Header.ClusterId)
+			}
 			if resp.IsProgressNotify() {
+				if resp.Header.Revision < c.Revision() && c.wentBack(wctx) {
+					// A watch from a revision etcd has not reached waits
+					// silently: the cluster was restored from an older snapshot.
+					return "restored", fmt.Errorf("etcd is at revision %d, behind the %d applied", resp.Header.Revision, c.Revision())
+				}
 				c.progress(resp.Header.Revision)
 				continue
 			}
@@ -355,6 +380,17 @@ func (c *Client) watchOnce(ctx context.Context, from int64) (reason string, err 
 	}
 }
 
+// wentBack asks etcd, with a linearizable read, whether its revision is
+// behind the client's (a progress notification from a lagging member is
+// not enough to say so).
+func (c *Client) wentBack(ctx context.Context) bool {
+	start, end := c.layout.ClientRange()
+	rctx, cancel := context.WithTimeout(ctx, c.opt.progress)
+	defer cancel()
+	resp, err := c.etcd.Get(rctx, start, clientv3.WithRange(end), clientv3.WithCountOnly())
+	return err == nil && (resp.Header.Revision < c.Revision() || resp.Header.ClusterId != c.clusterID.Load())
+}
+
 // progress records etcd's confirmation that nothing in the range changed
 // up to rev.
 func (c *Client) progress(rev int64) {
@@ -364,6 +400,18 @@ func (c *Client) progress(rev int64) {
 	c.advanceLocked(rev)
 	c.mu.Unlock()
 	c.confirmed.Store(time.Now().UnixNano())
+}
+
+// resetLocked sets the applied revision to a list's: forward, or back when
+// etcd's revision went back (restored from an older snapshot).
+func (c *Client) resetLocked(rev int64) {
+	if rev < c.rev {
+		c.log.Warn("etcd's revision went back: the cluster was restored or replaced; following it",
+			zap.Int64("was", c.rev), zap.Int64("now", rev))
+		c.rev = rev
+		return
+	}
+	c.advanceLocked(rev)
 }
 
 // advanceLocked moves the applied revision forward and wakes WaitRevision.

@@ -98,6 +98,7 @@ func TestSlowSubscriberIsIsolated(t *testing.T) {
 type panicker struct {
 	calls   atomic.Int32
 	resyncs atomic.Int32
+	dropped atomic.Int32
 	broken  atomic.Bool
 }
 
@@ -110,7 +111,7 @@ func (p *panicker) call() {
 func (p *panicker) OnPut(watch.Event)       { p.call() }
 func (p *panicker) OnUpdate(watch.Event)    { p.call() }
 func (p *panicker) OnDelete(watch.Event)    { p.call() }
-func (p *panicker) OnResync(r watch.Resync) { p.resyncs.Add(1) }
+func (p *panicker) OnResync(r watch.Resync) { p.dropped.Add(int32(r.Dropped)); p.resyncs.Add(1) }
 
 // A panicking subscriber is recovered, then cut off by its circuit breaker;
 // the others go on.
@@ -127,20 +128,20 @@ func TestPanickingSubscriberTripsBreaker(t *testing.T) {
 		last = e.set(t, "log.level", []string{"debug", "info"}[i%2])
 	}
 	eventually(t, "the healthy subscriber", func() bool { return ok.last() == last })
-	time.Sleep(100 * time.Millisecond)
-	if n := p.calls.Load(); n != 5 {
-		t.Fatalf("the panicking handler was called %d times; the breaker should open after 5", n)
-	}
 	b, _ := ok.snapshot()
 	if len(b) != 8 {
 		t.Fatalf("healthy subscriber got %d of 8", len(b))
 	}
-	// Mended, after the breaker's wait it gets events again, then a resync
-	// notice for the 3 batches it missed.
+	// Mended, it is told what it missed when its breaker closes, with no
+	// further change to wake it: 5 failed calls opened the breaker, and
+	// the 3 batches after them were dropped.
 	p.broken.Store(false)
-	time.Sleep(1100 * time.Millisecond)
+	eventually(t, "the resync notice when the breaker closes", func() bool { return p.resyncs.Load() == 1 })
+	if n, d := p.calls.Load(), p.dropped.Load(); n != 5 || d != 3 {
+		t.Fatalf("%d calls and %d dropped; the breaker should open after 5 failed calls", n, d)
+	}
 	e.set(t, "log.level", "warn")
-	eventually(t, "half-open", func() bool { return p.calls.Load() == 6 && p.resyncs.Load() == 1 })
+	eventually(t, "delivery after the breaker closed", func() bool { return p.calls.Load() == 6 })
 }
 
 // Subscribers cost no goroutine and about a few hundred bytes each.

@@ -1,0 +1,191 @@
+package watch_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
+	"cfgcluster/schema"
+	"cfgcluster/watch"
+)
+
+// Refresh racing the watch never takes the client back: subscribers see
+// revisions only go up, and the client ends on etcd's value.
+func TestRefreshNeverGoesBack(t *testing.T) {
+	e := setup(t)
+	c := newClient(t, e.etcd)
+	r := &recorder{}
+	c.Subscribe("log.level", r)
+	ctx, cancel := context.WithCancel(bg(t))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
+				t.Error(err)
+			}
+		}
+	}()
+	var last int64
+	for i := range 300 {
+		last = e.set(t, "log.level", []string{"debug", "info", "warn"}[i%3])
+	}
+	cancel()
+	wg.Wait()
+	eventually(t, "the last write", func() bool { return r.last() == last })
+	b, _ := r.snapshot()
+	for i := 1; i < len(b); i++ {
+		if b[i].Revision <= b[i-1].Revision {
+			t.Fatalf("batch %d has revision %d after %d", i, b[i].Revision, b[i-1].Revision)
+		}
+	}
+	if got := c.String("log.level", ""); got != "warn" {
+		t.Fatalf("log.level = %q, etcd has warn", got)
+	}
+}
+
+// A client ahead of etcd (the cluster was restored from an older snapshot,
+// or replaced) notices and follows it, rather than watch from the future.
+func TestRestoredClusterIsFollowed(t *testing.T) {
+	e := setup(t)
+	c := newClient(t, e.etcd)
+	for i := range 20 {
+		e.set(t, "taskqueue.max_workers", fmt.Sprint(i+1))
+	}
+	e.set(t, "log.level", "debug")
+	eventually(t, "the writes", func() bool { return c.String("log.level", "") == "debug" })
+	e.m.Replace(t) // an empty cluster on the same endpoint: revision 1
+	doc, _ := os.ReadFile("../examples/schema.yaml")
+	fresh := kv.New(e.etcd)
+	eventually(t, "the new cluster", func() bool {
+		_, err := fresh.SetSchema(bg(t), kv.Meta{}, doc)
+		return err == nil
+	})
+	text := "error"
+	r, err := fresh.Apply(bg(t), kv.Meta{}, []kv.Write{{Key: "log.level", Text: &text}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the client to follow the restored cluster", func() bool {
+		return c.String("log.level", "") == "error" && c.Int("taskqueue.max_workers", -1) == 8 && c.Revision() == r.Revision
+	})
+}
+
+// countingEtcd counts the reads a client makes.
+type countingEtcd struct {
+	watch.Etcd
+	gets atomic.Int32
+}
+
+func (c *countingEtcd) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	c.gets.Add(1)
+	return c.Etcd.Get(ctx, key, opts...)
+}
+
+// With etcd down at start and no snapshot, a miss answers at once from the
+// chain, marked stale: it never waits on etcd.
+func TestMissWithEtcdDownNeverWaits(t *testing.T) {
+	e := setup(t)
+	e.m.Stop()
+	sch, err := schema.Parse([]byte("keys:\n  log.level: {type: string, default: info}\n  a.b: {type: int}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ce := &countingEtcd{Etcd: e.etcd}
+	c, err := watch.New(bg(t), ce, watch.WithSchema(sch), watch.WithStartTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := ce.gets.Load()
+	v, err := c.Lookup("log.level")
+	if err != nil || v.Value != "info" || v.Source != watch.SourceDefault || !v.Stale {
+		t.Fatalf("lookup: %+v %v", v, err)
+	}
+	if _, err := c.Lookup("a.b"); cfgerr.CodeOf(err) != cfgerr.NotFound {
+		t.Fatalf("a key with no default: %v", err)
+	}
+	if n := ce.gets.Load() - before; n != 0 {
+		t.Fatalf("a miss made %d etcd reads", n)
+	}
+}
+
+// WaitRevision returning means the cache has the revision's values; Close
+// wakes a waiter.
+func TestWaitRevisionMeansCached(t *testing.T) {
+	e := setup(t)
+	c := newClient(t, e.etcd)
+	c.String("log.level", "") // cached: the watch refreshes it in place
+	for i := range 200 {
+		want := []string{"debug", "info", "warn"}[i%3]
+		rev := e.set(t, "log.level", want)
+		if err := c.WaitRevision(bg(t), rev); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.String("log.level", ""); got != want {
+			t.Fatalf("after WaitRevision(%d): %q, want %q", rev, got, want)
+		}
+	}
+	done := make(chan error)
+	go func() { done <- c.WaitRevision(context.Background(), c.Revision()+1000) }()
+	c.Close()
+	if err := <-done; cfgerr.CodeOf(err) != cfgerr.Unavailable {
+		t.Fatalf("a waiter after Close: %v", err)
+	}
+}
+
+// A handler may close the client, or unsubscribe itself, without deadlock;
+// after Unsubscribe returns no call of its handler starts.
+func TestHandlersMayCloseAndUnsubscribe(t *testing.T) {
+	e := setup(t)
+	c := newClient(t, e.etcd)
+	var self *watch.Subscription
+	unsubscribed := make(chan bool, 1)
+	self = c.Subscribe("log.level", watch.HandlerFuncs{BatchFunc: func(watch.Batch) {
+		unsubscribed <- c.Unsubscribe(self)
+	}})
+	e.set(t, "log.level", "warn")
+	if !<-unsubscribed {
+		t.Fatal("a handler could not unsubscribe itself")
+	}
+
+	var after atomic.Bool
+	var late atomic.Int32
+	for i := range 50 {
+		s := c.Subscribe("taskqueue.max_workers", watch.HandlerFuncs{BatchFunc: func(watch.Batch) {
+			if after.Load() {
+				late.Add(1)
+			}
+			time.Sleep(time.Millisecond)
+		}})
+		e.set(t, "taskqueue.max_workers", fmt.Sprint(i+1))
+		c.Unsubscribe(s)
+		after.Store(true)
+		e.set(t, "taskqueue.max_workers", fmt.Sprint(i+100))
+		after.Store(false)
+	}
+	if n := late.Load(); n != 0 {
+		t.Fatalf("%d handler calls started after Unsubscribe returned", n)
+	}
+
+	closed := make(chan struct{})
+	c.Subscribe("site.banner", watch.HandlerFuncs{BatchFunc: func(watch.Batch) {
+		c.Close()
+		close(closed)
+	}})
+	e.set(t, "site.banner", "bye")
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close from a handler deadlocked")
+	}
+}
