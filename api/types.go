@@ -244,7 +244,7 @@ type Instance struct {
 	Started  time.Time         `json:"started"`
 	Reported time.Time         `json:"reported_at"`
 	Applied  int64             `json:"applied_revision"`
-	Lag      int64             `json:"lag"` // revisions behind the cluster
+	Lag      int64             `json:"lag"` // revisions its last applied change is behind the cluster's last change; 0: current
 	Rejected []Rejection       `json:"rejected,omitempty"`
 	Pending  []string          `json:"pending_restart,omitempty"`
 	Reads    []string          `json:"reads,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
@@ -99,17 +100,37 @@ func change(w *kv.Window, old *kv.Window) kv.Change {
 	return c
 }
 
-// current reads a scope's window, open or not yet swept, and its mod revision.
-func (m *Maintenance) current(ctx context.Context, scope string) (*kv.Window, int64, error) {
+// stored is where a window's key stands: its mod revision (0: absent) and
+// its lease, which a change that replaces or removes the window revokes.
+type stored struct {
+	rev   int64
+	lease clientv3.LeaseID
+}
+
+// current reads a scope's window, open or not yet swept, and where its key stands.
+func (m *Maintenance) current(ctx context.Context, scope string) (*kv.Window, stored, error) {
 	resp, err := m.cli.Get(ctx, m.layout.MaintenanceKey(scope))
 	if err != nil {
-		return nil, 0, unavailable(err)
+		return nil, stored{}, unavailable(err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, 0, nil
+		return nil, stored{}, nil
 	}
 	w, err := kv.DecodeWindow(resp.Kvs[0].Value)
-	return w, resp.Kvs[0].ModRevision, err
+	return w, stored{resp.Kvs[0].ModRevision, clientv3.LeaseID(resp.Kvs[0].Lease)}, err
+}
+
+// revoke revokes leases no key uses any more; one that fails expires on
+// its own at its TTL.
+func (m *Maintenance) revoke(ctx context.Context, leases ...clientv3.LeaseID) {
+	for _, l := range leases {
+		if l == clientv3.NoLease {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		m.cli.Revoke(rctx, l)
+		cancel()
+	}
 }
 
 // Enable opens a window on scope now, for d.
@@ -120,7 +141,7 @@ func (m *Maintenance) Enable(ctx context.Context, scope, reason, author string, 
 	if err := checkWindow(reason, d); err != nil {
 		return nil, err
 	}
-	old, rev, err := m.current(ctx, scope)
+	old, st, err := m.current(ctx, scope)
 	if err != nil {
 		return nil, err
 	}
@@ -130,12 +151,15 @@ func (m *Maintenance) Enable(ctx context.Context, scope, reason, author string, 
 			scope, old.End.Format(time.RFC3339), old.Reason)
 	}
 	w := &kv.Window{ID: newID(now), Scope: scope, Reason: reason, Author: author, Start: now, End: now.Add(d)}
-	return w, m.put(ctx, w, old, rev, ActionOn, nil)
+	return w, m.put(ctx, w, old, st, ActionOn, nil, nil)
 }
 
-// put writes w under a new lease if the scope's key is still at rev, with
-// its audit record; extra ops go in the same transaction.
-func (m *Maintenance) put(ctx context.Context, w, old *kv.Window, rev int64, action string, guard []clientv3.Cmp, extra ...clientv3.Op) error {
+// put writes w under a new lease if the scope's key is still where st
+// says, with its audit record; extra ops go in the same transaction. The
+// lease of the window it replaces, and the replaced leases, are revoked
+// once it is written; its own lease is revoked only when it is known not to
+// be: after an error whose outcome is unknown, put reads the key back.
+func (m *Maintenance) put(ctx context.Context, w, old *kv.Window, st stored, action string, guard []clientv3.Cmp, replaced []clientv3.LeaseID, extra ...clientv3.Op) error {
 	lease, err := m.grant(ctx, w.End)
 	if err != nil {
 		return err
@@ -143,37 +167,52 @@ func (m *Maintenance) put(ctx context.Context, w, old *kv.Window, rev int64, act
 	key := m.layout.MaintenanceKey(w.Scope)
 	ops := append([]clientv3.Op{clientv3.OpPut(key, string(kv.EncodeRecord(w)), clientv3.WithLease(lease))}, extra...)
 	ops = append(ops, m.store.AuditOp(kv.Meta{Actor: w.Author, Action: action, Comment: w.Reason}, []kv.Change{change(w, old)})...)
-	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, guard...)
+	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", st.rev)}, guard...)
+	replaced = append(replaced, st.lease)
 	resp, err := m.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		m.cli.Revoke(context.WithoutCancel(ctx), lease)
+		// The transaction may have committed all the same: the window is
+		// open if its key carries the new lease.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		got, gerr := m.cli.Get(rctx, key)
+		cancel()
+		switch {
+		case gerr != nil:
+			// Unknown either way: keep the lease; unused, it expires.
+		case len(got.Kvs) > 0 && clientv3.LeaseID(got.Kvs[0].Lease) == lease:
+			m.revoke(ctx, replaced...)
+			return nil
+		default:
+			m.revoke(ctx, lease)
+		}
 		return unavailable(err)
 	}
 	if !resp.Succeeded {
-		m.cli.Revoke(context.WithoutCancel(ctx), lease)
+		m.revoke(ctx, lease)
 		return cfgerr.Errorf(cfgerr.Conflict, "", "scope", "the window of %q changed meanwhile; try again", w.Scope)
 	}
+	m.revoke(ctx, replaced...)
 	return nil
 }
 
-// open reads scope's open window and its mod revision; NotFound if none is open.
-func (m *Maintenance) open(ctx context.Context, scope string) (*kv.Window, int64, error) {
+// open reads scope's open window and where its key stands; NotFound if none is open.
+func (m *Maintenance) open(ctx context.Context, scope string) (*kv.Window, stored, error) {
 	if err := checkScope(scope); err != nil {
-		return nil, 0, err
+		return nil, stored{}, err
 	}
-	w, rev, err := m.current(ctx, scope)
+	w, st, err := m.current(ctx, scope)
 	if err != nil {
-		return nil, 0, err
+		return nil, stored{}, err
 	}
 	if w == nil || !w.OpenAt(m.now()) {
-		return nil, 0, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
+		return nil, stored{}, cfgerr.Errorf(cfgerr.NotFound, "", "scope", "no window is open on %q", scope)
 	}
-	return w, rev, nil
+	return w, st, nil
 }
 
 // Extend moves the end of scope's open window d later.
 func (m *Maintenance) Extend(ctx context.Context, scope, author string, d time.Duration) (*kv.Window, error) {
-	old, rev, err := m.open(ctx, scope)
+	old, st, err := m.open(ctx, scope)
 	if err != nil {
 		return nil, err
 	}
@@ -182,19 +221,19 @@ func (m *Maintenance) Extend(ctx context.Context, scope, author string, d time.D
 	}
 	w := *old
 	w.End, w.Author = old.End.Add(d), author
-	return &w, m.put(ctx, &w, old, rev, ActionExtend, nil)
+	return &w, m.put(ctx, &w, old, st, ActionExtend, nil, nil)
 }
 
 // End closes scope's open window now.
 func (m *Maintenance) End(ctx context.Context, scope, author string) (*kv.Window, error) {
-	old, rev, err := m.open(ctx, scope)
+	old, st, err := m.open(ctx, scope)
 	if err != nil {
 		return nil, err
 	}
 	closed := *old
 	closed.End, closed.Author = m.now(), author
 	key := m.layout.MaintenanceKey(scope)
-	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(append([]clientv3.Op{clientv3.OpDelete(key)},
+	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", st.rev)).Then(append([]clientv3.Op{clientv3.OpDelete(key)},
 		m.store.AuditOp(kv.Meta{Actor: author, Action: ActionOff, Comment: old.Reason}, []kv.Change{change(&closed, old)})...)...).Commit()
 	if err != nil {
 		return nil, unavailable(err)
@@ -202,6 +241,7 @@ func (m *Maintenance) End(ctx context.Context, scope, author string) (*kv.Window
 	if !resp.Succeeded {
 		return nil, cfgerr.Errorf(cfgerr.Conflict, "", "scope", "the window of %q changed meanwhile; try again", scope)
 	}
+	m.revoke(ctx, st.lease)
 	return &closed, nil
 }
 
@@ -303,13 +343,14 @@ func (m *Maintenance) Cancel(ctx context.Context, id, author string) error {
 	if !tr.Succeeded {
 		return cfgerr.Errorf(cfgerr.Conflict, "", "id", "scheduled window %q opened or changed meanwhile", id)
 	}
+	m.revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
 	return nil
 }
 
 // openScheduled opens a due scheduled window, once: the transaction deletes
 // the scheduled key and fails if another node did so first.
-func (m *Maintenance) openScheduled(ctx context.Context, key string, modRev int64, w *kv.Window) (bool, error) {
-	old, rev, err := m.current(ctx, w.Scope)
+func (m *Maintenance) openScheduled(ctx context.Context, sched *mvccpb.KeyValue, w *kv.Window) (bool, error) {
+	old, st, err := m.current(ctx, w.Scope)
 	if err != nil {
 		return false, err
 	}
@@ -317,8 +358,10 @@ func (m *Maintenance) openScheduled(ctx context.Context, key string, modRev int6
 	if old != nil && old.OpenAt(m.now()) && old.End.After(open.End) {
 		open.End = old.End // never shorten a window already open
 	}
-	err = m.put(ctx, &open, old, rev, ActionOn,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, clientv3.OpDelete(key))
+	key := string(sched.Key)
+	err = m.put(ctx, &open, old, st, ActionOn,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", sched.ModRevision)},
+		[]clientv3.LeaseID{clientv3.LeaseID(sched.Lease)}, clientv3.OpDelete(key))
 	if cfgerr.CodeOf(err) == cfgerr.Conflict {
 		return false, nil // another node opened it, or it was cancelled
 	}

@@ -130,7 +130,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 			if now.Before(due) {
 				continue
 			}
-			ok, err := s.m.openScheduled(ctx, string(x.Key), x.ModRevision, w)
+			ok, err := s.m.openScheduled(ctx, x, w)
 			if err != nil {
 				s.log.Warn("opening a scheduled window", zap.String("scope", w.Scope), zap.Error(err))
 				continue

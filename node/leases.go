@@ -109,9 +109,11 @@ func (n *Node) maintenanceList(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func wireInstance(in *kv.Instance, rev int64) api.Instance {
+// wireInstance shows an instance; its lag is how far its last applied
+// change is behind last, the last change the node applied.
+func wireInstance(in *kv.Instance, last int64) api.Instance {
 	out := api.Instance{Service: in.Service, ID: in.ID, Host: in.Host, Version: in.Version, Labels: in.Labels,
-		Started: in.Started, Reported: in.Reported, Applied: in.Applied, Lag: max(rev-in.Applied, 0),
+		Started: in.Started, Reported: in.Reported, Applied: in.Applied, Lag: max(last-in.Applied, 0),
 		Pending: in.Pending, Reads: in.Reads}
 	for _, j := range in.Rejected {
 		out.Rejected = append(out.Rejected, api.Rejection{Key: j.Key, Revision: j.Revision, Reason: j.Reason})
@@ -124,10 +126,10 @@ func (n *Node) instances(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rev := n.watch.Revision()
-	out := api.InstanceList{Revision: rev, Instances: []api.Instance{}}
+	out := api.InstanceList{Revision: n.watch.Revision(), Instances: []api.Instance{}}
+	last := n.watch.LastChange()
 	for _, in := range ins {
-		out.Instances = append(out.Instances, wireInstance(in, rev))
+		out.Instances = append(out.Instances, wireInstance(in, last))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -162,7 +164,7 @@ func (n *Node) rollout(ctx context.Context, rev int64, keys []string) (*api.Roll
 	if err != nil {
 		return nil, err
 	}
-	cur := n.watch.Revision()
+	cur := n.watch.LastChange()
 	ro := &api.Rollout{Revision: rev, Keys: keys, Applied: []api.Instance{}, Stragglers: []api.Instance{}, Rejected: []api.Instance{}}
 	for _, in := range ins {
 		reads := false

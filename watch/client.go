@@ -79,6 +79,7 @@ type Client struct {
 	schemaDoc []byte           // its document, for the snapshot
 	raw       map[string]held  // every value's last valid kv, decoded, by config key
 	rev       int64            // the revision applied
+	changed   int64            // the revision of the last change in the range applied
 	from      Source           // cluster, or snapshot until the first list
 	frozen    map[string]Value // requires_restart keys: their values at start
 	pending   map[string]Value // requires_restart keys: newer cluster values
@@ -192,6 +193,14 @@ func (c *Client) Revision() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rev
+}
+
+// LastChange is the revision of the last change to the client's range that
+// it applied (values, schema, windows): what an instance reports as applied.
+func (c *Client) LastChange() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
 }
 
 // WaitRevision waits until the client has applied revision rev (a write's
@@ -557,7 +566,11 @@ func (c *Client) IsMaintenance(scope string) bool {
 func (c *Client) InstanceReport() kv.Report {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := kv.Report{Applied: c.rev}
+	// The revision of the last change applied, not of the last progress
+	// notification: those move with every write anywhere in etcd (the
+	// registry's own reports among them), and would rewrite the report
+	// every few seconds for nothing.
+	r := kv.Report{Applied: c.changed}
 	if c.ownSchema {
 		r.Reads = c.sch.Load().KeyNames()
 	}

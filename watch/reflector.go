@@ -217,8 +217,12 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 	c.cache.update(puts, removes)
 	if list {
 		c.resetLocked(rev)
+		c.changed = rev
 	} else {
 		c.advanceLocked(rev)
+		if len(evs) > 0 {
+			c.changed = rev
+		}
 	}
 	c.confirmed.Store(now.UnixNano())
 	c.mu.Unlock()
