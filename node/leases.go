@@ -198,7 +198,9 @@ func (n *Node) rollout(ctx context.Context, rev int64, keys []string) (*api.Roll
 }
 
 // waitRollout polls the registry until every live instance that reads the
-// changed keys has applied the write, or wait passes.
+// changed keys has applied the write, or wait passes: then it answers the
+// last rollout it read. Every read honours the deadline, so an unreachable
+// etcd cannot hold the request past it.
 func (n *Node) waitRollout(ctx context.Context, res *kv.Result, wait time.Duration) (*api.Rollout, error) {
 	keys := make([]string, 0, len(res.Changes))
 	for _, c := range res.Changes {
@@ -208,14 +210,25 @@ func (n *Node) waitRollout(ctx context.Context, res *kv.Result, wait time.Durati
 	defer cancel()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	var last *api.Rollout
 	for {
-		ro, err := n.rollout(context.WithoutCancel(ctx), res.Revision, keys)
-		if err != nil || ro.Converged || len(ro.Stragglers) == 0 {
-			return ro, err
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		ro, err := n.rollout(pctx, res.Revision, keys)
+		pcancel()
+		switch {
+		case err == nil && (ro.Converged || len(ro.Stragglers) == 0):
+			return ro, nil
+		case err == nil:
+			last = ro
+		case cfgerr.CodeOf(err) != cfgerr.Unavailable:
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
-			return ro, nil
+			if last == nil {
+				return nil, cfgerr.Errorf(cfgerr.Unavailable, "", "wait", "the change was written (revision %d), but the instance registry could not be read within %v", res.Revision, wait)
+			}
+			return last, nil
 		case <-t.C:
 		}
 	}
