@@ -26,6 +26,7 @@ const (
 	FailedPrecondition Code = "failed_precondition" // an expect_revision did not match
 	Unavailable        Code = "unavailable"         // the cluster could not be reached in time
 	Forbidden          Code = "forbidden"           // the caller may not do this (a cross-origin write, a missing right)
+	TooMany            Code = "too_many_requests"   // over a limit on connections, streams or requests; retry later
 	Internal           Code = "internal"            // a bug or corrupted state
 )
 
@@ -130,6 +131,8 @@ func HTTPStatus(c Code) int {
 		return http.StatusServiceUnavailable
 	case Forbidden:
 		return http.StatusForbidden
+	case TooMany:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"cfgcluster/api"
+	"cfgcluster/node"
 )
 
 // BenchmarkSSEFanout opens 5,000 concurrent Server-Sent Event streams on one
@@ -24,7 +25,7 @@ import (
 //	go test ./node -run '^$' -bench BenchmarkSSEFanout -benchtime 50x
 func BenchmarkSSEFanout(b *testing.B) {
 	const streams = 5000
-	n, c := startNode(b, "../examples/schema.yaml")
+	n, c := startNode(b, "../examples/schema.yaml", func(cfg *node.Config) { cfg.MaxStreamsPerClient = streams })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type arrival struct {

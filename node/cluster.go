@@ -161,7 +161,8 @@ func (n *Node) snapshot(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-Etcd-Version", resp.Version)
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(w, h), resp.Snapshot); err != nil {
+	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), d: n.cfg.EventWriteTimeout}
+	if _, err := io.Copy(io.MultiWriter(dw, h), resp.Snapshot); err != nil {
 		n.log.Warn("snapshot stream broke", zap.Error(err))
 		return nil // the client sees a broken stream and a missing checksum
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
@@ -24,16 +25,20 @@ import (
 // maxBody bounds a request body: a batch of values, each up to kv.MaxValueBytes.
 const maxBody = 8 << 20
 
+// maxHeaderBytes bounds a request's headers.
+const maxHeaderBytes = 64 << 10
+
 func (n *Node) serve() error {
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("--api-addr: %w", err)
 	}
-	n.ln = ln
-	n.srv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: zap.NewStdLog(n.log.Named("http"))}
+	n.ln = netutil.LimitListener(ln, n.cfg.MaxConnections)
+	n.srv = &http.Server{Handler: n.routes(), ErrorLog: zap.NewStdLog(n.log.Named("http")),
+		ReadHeaderTimeout: n.cfg.ReadHeaderTimeout, ReadTimeout: n.cfg.ReadTimeout, IdleTimeout: n.cfg.IdleTimeout,
+		MaxHeaderBytes: maxHeaderBytes}
 	go func() {
-		if err := n.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := n.srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
 			n.served <- err
 		}
 	}()
@@ -125,6 +130,10 @@ func (n *Node) guardWrites(next http.Handler) http.Handler {
 func (n *Node) errorHandler(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		// Every answer has a write deadline: a client that does not read
+		// cannot hold a handler. Streams move it per event; ?wait= adds its wait.
+		wait, _ := waitParam(r)
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(n.cfg.WriteTimeout + wait))
 		err := h(w, r)
 		if err == nil {
 			return

@@ -52,6 +52,19 @@ type Config struct {
 	APIAddr    string // HTTP API listen address (default 127.0.0.1:7380)
 	SchemaFile string // a schema to apply at first start, when none is stored
 	Prefix     string // etcd key prefix (default kv.DefaultPrefix)
+	// HTTP limits (zero: the defaults in setDefaults). A request must send
+	// its headers within ReadHeaderTimeout and its body within ReadTimeout;
+	// an answer must be written within WriteTimeout (an SSE event within
+	// EventWriteTimeout: a client that stops reading is dropped); an idle
+	// keep-alive connection is closed after IdleTimeout.
+	ReadHeaderTimeout   time.Duration
+	ReadTimeout         time.Duration
+	WriteTimeout        time.Duration
+	EventWriteTimeout   time.Duration
+	IdleTimeout         time.Duration
+	MaxConnections      int // open connections to the API at once
+	MaxStreamsPerClient int // SSE streams from one address at once
+
 	// AuditRetention bounds the audit trail (zero: kv.DefaultRetention);
 	// every node prunes it every PruneEvery (default 10 minutes).
 	AuditRetention kv.Retention
@@ -83,6 +96,22 @@ func (c *Config) setDefaults() {
 	defs(&c.InitialAdvertisePeerURL, c.ListenPeerURLs)
 	def(&c.AutoCompactionRetention, "72h")
 	def(&c.APIAddr, "127.0.0.1:7380")
+	durDef := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	durDef(&c.ReadHeaderTimeout, 10*time.Second)
+	durDef(&c.ReadTimeout, time.Minute)
+	durDef(&c.WriteTimeout, time.Minute)
+	durDef(&c.EventWriteTimeout, 10*time.Second)
+	durDef(&c.IdleTimeout, 2*time.Minute)
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 16384
+	}
+	if c.MaxStreamsPerClient <= 0 {
+		c.MaxStreamsPerClient = 4096
+	}
 	if c.AuditRetention == (kv.Retention{}) {
 		c.AuditRetention = kv.DefaultRetention
 	}
@@ -104,6 +133,7 @@ type Node struct {
 	store     *kv.Store
 	watch     *watch.Client // the node's own view, kept current by one etcd watch
 	ring      *ring
+	streams   perClient    // SSE streams by client address
 	encoded   encodedCache // SSE encodings shared by streams
 	maint     *leases.Maintenance
 	sched     *leases.Scheduler // opens scheduled windows (elected among nodes)

@@ -18,17 +18,21 @@ import (
 
 func TestMain(m *testing.M) { etcdtest.VerifyNoLeaks(m) }
 
-func startNode(t testing.TB, schemaFile string) (*node.Node, *api.Client) {
+func startNode(t testing.TB, schemaFile string, opts ...func(*node.Config)) (*node.Node, *api.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := node.Start(ctx, node.Config{
+	cfg := node.Config{
 		DataDir:          t.TempDir(),
 		ListenClientURLs: []string{"http://" + etcdtest.FreeAddr(t)},
 		ListenPeerURLs:   []string{"http://" + etcdtest.FreeAddr(t)},
 		APIAddr:          "127.0.0.1:0",
 		SchemaFile:       schemaFile,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -192,10 +194,6 @@ const keepalive = 15 * time.Second
 // watchStream serves GET /v1/watch?prefix=P: one Server-Sent Event per
 // revision that changed a key under P, with the revision as its id.
 func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		return cfgerr.Errorf(cfgerr.Internal, "", "", "streaming is not supported by this connection")
-	}
 	prefix := r.URL.Query().Get("prefix")
 	var since int64
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
@@ -205,6 +203,16 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		}
 		since = v
 	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if !n.streams.acquire(host, n.cfg.MaxStreamsPerClient) {
+		return cfgerr.Errorf(cfgerr.TooMany, "", "streams", "%s has %d streams open, the most one client may", host, n.cfg.MaxStreamsPerClient)
+	}
+	defer n.streams.release(host)
+	// A stream lives as long as its client reads: no read deadline; a
+	// write deadline per event instead.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	ew := &deadlineWriter{w: w, rc: rc, d: n.cfg.EventWriteTimeout}
 	st := &stream{prefix: prefix, ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
 	missed, last, complete := n.ring.join(st, since)
 	defer n.ring.leave(st)
@@ -220,18 +228,20 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 			if since > last {
 				reason = "ahead" // a revision this node has not seen: another cluster, or a restore
 			}
-			if err := sendResync(w, last, reason); err != nil {
+			if err := sendResync(ew, last, reason); err != nil {
 				return nil
 			}
 		} else {
 			for _, b := range missed {
-				if err := n.sendBatch(w, b, prefix); err != nil {
+				if err := n.sendBatch(ew, b, prefix); err != nil {
 					return nil
 				}
 			}
 		}
 	}
-	flusher.Flush()
+	if ew.flush() != nil {
+		return nil
+	}
 	tick := time.NewTicker(keepalive)
 	defer tick.Stop()
 	for {
@@ -242,26 +252,74 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		case <-n.done:
 			return nil
 		case <-tick.C:
-			_, err = fmt.Fprint(w, ": keepalive\n\n")
+			_, err = fmt.Fprint(ew, ": keepalive\n\n")
 		case <-st.resync:
-			err = sendResync(w, n.watch.Revision(), "overflow")
+			err = sendResync(ew, n.watch.Revision(), "overflow")
 		case b := <-st.ch:
-			err = n.sendBatch(w, b, prefix)
+			err = n.sendBatch(ew, b, prefix)
+		}
+		if err == nil {
+			err = ew.flush()
 		}
 		if err != nil {
-			return nil // the client went away
+			return nil // the client went away, or stopped reading
 		}
-		flusher.Flush()
 	}
 }
 
-func sendResync(w http.ResponseWriter, rev int64, reason string) error {
+// deadlineWriter gives every write (and flush) of a long answer its own
+// deadline: a client that stops reading is dropped after d, whatever the
+// answer's length.
+type deadlineWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (dw *deadlineWriter) Write(p []byte) (int, error) {
+	dw.rc.SetWriteDeadline(time.Now().Add(dw.d))
+	return dw.w.Write(p)
+}
+
+func (dw *deadlineWriter) flush() error {
+	dw.rc.SetWriteDeadline(time.Now().Add(dw.d))
+	return dw.rc.Flush()
+}
+
+// perClient counts open streams by client address.
+type perClient struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (p *perClient) acquire(host string, limit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == nil {
+		p.n = map[string]int{}
+	}
+	if p.n[host] >= limit {
+		return false
+	}
+	p.n[host]++
+	return true
+}
+
+func (p *perClient) release(host string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[host]--; p.n[host] <= 0 {
+		delete(p.n, host)
+	}
+}
+
+func sendResync(w io.Writer, rev int64, reason string) error {
 	data, _ := json.Marshal(api.WatchResync{Revision: rev, Reason: reason})
 	_, err := fmt.Fprintf(w, "id: %d\nevent: resync\ndata: %s\n\n", rev, data)
 	return err
 }
 
-func (n *Node) sendBatch(w http.ResponseWriter, b watch.Batch, prefix string) error {
+func (n *Node) sendBatch(w io.Writer, b watch.Batch, prefix string) error {
 	data := n.encoded.get(b, prefix, n.encodeBatch)
 	if data == nil {
 		return nil

@@ -90,7 +90,7 @@ func exitCode(err error) int {
 		return 3
 	case cfgerr.Conflict, cfgerr.FailedPrecondition:
 		return 4
-	case cfgerr.Unavailable:
+	case cfgerr.Unavailable, cfgerr.TooMany:
 		return 5
 	case cfgerr.Forbidden:
 		return 6

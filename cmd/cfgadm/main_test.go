@@ -88,7 +88,7 @@ func TestWaitTimeoutAndLocalErrors(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	for code, want := range map[cfgerr.Code]int{
 		cfgerr.Invalid: 2, cfgerr.NotFound: 3, cfgerr.Conflict: 4, cfgerr.FailedPrecondition: 4,
-		cfgerr.Unavailable: 5, cfgerr.Forbidden: 6, cfgerr.Internal: 1,
+		cfgerr.Unavailable: 5, cfgerr.TooMany: 5, cfgerr.Forbidden: 6, cfgerr.Internal: 1,
 	} {
 		if got := exitCode(cfgerr.Errorf(code, "k", "", "x")); got != want {
 			t.Errorf("%s: exit %d, want %d", code, got, want)

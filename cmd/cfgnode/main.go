@@ -54,6 +54,8 @@ func flags() []cli.Flag {
 		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
 		flag("prefix", "/cfgcluster/", "etcd key prefix"),
+		flag("max-connections", "16384", "open API connections at once; more wait"),
+		flag("max-streams-per-client", "4096", "SSE watch streams one client address may hold open"),
 		flag("audit-retention", "2160h", "keep audit records this long (each key keeps its last change before it; 0: no age limit)"),
 		flag("audit-max-records", "100000", "keep at most this many audit records (0: no count limit)"),
 		flag("allowed-origins", "", "comma-separated web origins (https://console.example.com) whose browsers may write; other cross-origin writes are refused"),
@@ -98,6 +100,14 @@ func run(c *cli.Context) error {
 	if err != nil || maxRecords < 0 {
 		return fmt.Errorf("--audit-max-records: %q is not a number of records", c.String("audit-max-records"))
 	}
+	limits := map[string]int{}
+	for _, f := range []string{"max-connections", "max-streams-per-client"} {
+		v, err := strconv.Atoi(c.String(f))
+		if err != nil || v <= 0 {
+			return fmt.Errorf("--%s: %q is not a positive number", f, c.String(f))
+		}
+		limits[f] = v
+	}
 	if retention == 0 && maxRecords == 0 {
 		return fmt.Errorf("--audit-retention and --audit-max-records are both 0: the audit trail would grow until etcd is full; bound at least one")
 	}
@@ -119,6 +129,8 @@ func run(c *cli.Context) error {
 		Prefix:                  c.String("prefix"),
 		AllowedOrigins:          list(c.String("allowed-origins")),
 		AuditRetention:          kv.Retention{MaxAge: retention, MaxRecords: maxRecords},
+		MaxConnections:          limits["max-connections"],
+		MaxStreamsPerClient:     limits["max-streams-per-client"],
 		EtcdEndpoints:           list(c.String("etcd-endpoints")),
 		EtcdUser:                c.String("etcd-user"),
 		EtcdPassword:            c.String("etcd-password"),
