@@ -80,8 +80,8 @@ func TestHTTPLimits(t *testing.T) {
 		tc.SetReadBuffer(4096)
 	}
 	waitStreams(t, n, 1)
-	big := map[string]any{"blob": strings.Repeat("x", 512<<10)}
-	for i := range 40 {
+	big := map[string]any{"blob": strings.Repeat("x", 900<<10)}
+	for i := range 12 {
 		big["n"] = i
 		if _, err := c.Set(bg(t), "billing.limits", api.SetRequest{Value: big}); err != nil {
 			t.Fatal(err)
