@@ -68,7 +68,13 @@ func TestClusterAdministration(t *testing.T) {
 	if _, e, code := n.Adm(ctx, "member", "remove", "n3"); code != 0 {
 		t.Fatal(e)
 	}
-	joiner.Kill()
+	// The removed member stops serving, says why, and exits cleanly: never
+	// a stale read or a panic.
+	err, exited := joiner.WaitExit(30 * time.Second)
+	log, _ := os.ReadFile(joiner.LogPath)
+	if !exited || err != nil || !strings.Contains(string(log), "removed from the cluster") || strings.Contains(string(log), "panic") {
+		t.Fatalf("the removed member: exited %v (%v)\n%s", exited, err, tail(log, 20))
+	}
 	if st, _ := n.API().Cluster(ctx); len(st.Members) != 3 {
 		t.Fatalf("members after remove: %+v", st.Members)
 	}

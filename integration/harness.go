@@ -191,6 +191,17 @@ func (n *Node) Resume() {
 	}
 }
 
+// WaitExit waits up to d for the process to exit on its own and returns its
+// exit error; ok is false if it is still running.
+func (n *Node) WaitExit(d time.Duration) (err error, ok bool) {
+	select {
+	case <-n.exited:
+		return n.exitErr, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
 // Running reports whether the process is alive.
 func (n *Node) Running() bool {
 	if n.cmd == nil {

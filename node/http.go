@@ -92,16 +92,17 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("/", m.instrument("other", n.errorHandler(func(w http.ResponseWriter, r *http.Request) error {
 		return cfgerr.Errorf(cfgerr.NotFound, "", "path", "no route %s %s", r.Method, r.URL.Path)
 	})))
-	return n.guardWrites(mux)
+	return n.guard(mux)
 }
 
-// guardWrites keeps a web page from writing through a browser that can
-// reach the node: a request that is not GET, HEAD or OPTIONS must come from
+// guard answers 503 for everything but /healthz once the node's member has
+// stopped (see watchMember), and keeps a web page from writing through a
+// browser that can reach the node: a request that is not GET, HEAD or OPTIONS must come from
 // the same origin (or one of --allowed-origins), as the browser tells by
 // Sec-Fetch-Site and Origin (net/http's CrossOriginProtection), and a POST or
 // PUT must say its body is application/json — which a cross-site form can
 // not send without a CORS preflight, which the node never grants.
-func (n *Node) guardWrites(next http.Handler) http.Handler {
+func (n *Node) guard(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	for _, o := range n.cfg.AllowedOrigins {
 		if err := cop.AddTrustedOrigin(o); err != nil {
@@ -115,6 +116,10 @@ func (n *Node) guardWrites(next http.Handler) http.Handler {
 		refuse(w, cfgerr.Forbidden, "origin", "cross-origin %s refused (origin %q); allow it with --allowed-origins", r.Method, r.Header.Get("Origin"))
 	}))
 	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := n.serving(); err != nil && r.URL.Path != "/healthz" {
+			writeJSON(w, http.StatusServiceUnavailable, api.ErrorOf(err))
+			return
+		}
 		if r.Method == http.MethodPost || r.Method == http.MethodPut {
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || mt != "application/json" {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,34 +126,37 @@ func (c *Config) setDefaults() {
 
 // Node is a running cfgnode.
 type Node struct {
-	cfg       Config
-	log       *zap.Logger
-	etcd      *embed.Etcd
-	etcdLevel zap.AtomicLevel
-	client    *clientv3.Client
-	store     *kv.Store
-	watch     *watch.Client // the node's own view, kept current by one etcd watch
-	ring      *ring
-	streams   perClient    // SSE streams by client address
-	encoded   encodedCache // SSE encodings shared by streams
-	maint     *leases.Maintenance
-	sched     *leases.Scheduler // opens scheduled windows (elected among nodes)
-	bg        sync.WaitGroup    // background loops (learner promotion)
-	stopBg    context.CancelFunc
-	done      chan struct{}        // closed by Close: ends SSE streams
-	reg       *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
-	ln        net.Listener
-	srv       *http.Server
-	served    chan error
-	closing   sync.Once
-	closed    error
+	cfg        Config
+	log        *zap.Logger
+	etcd       *embed.Etcd
+	etcdLevel  zap.AtomicLevel
+	client     *clientv3.Client
+	store      *kv.Store
+	watch      *watch.Client          // the node's own view, kept current by one etcd watch
+	stopped    atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
+	memberGone chan struct{}          // closed when the embedded member stops on its own
+	ring       *ring
+	streams    perClient    // SSE streams by client address
+	encoded    encodedCache // SSE encodings shared by streams
+	maint      *leases.Maintenance
+	sched      *leases.Scheduler // opens scheduled windows (elected among nodes)
+	bg         sync.WaitGroup    // background loops (learner promotion)
+	stopBg     context.CancelFunc
+	done       chan struct{}        // closed by Close: ends SSE streams
+	reg        *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
+	ln         net.Listener
+	srv        *http.Server
+	served     chan error
+	closing    sync.Once
+	closed     error
 }
 
 // Start starts the embedded etcd member, waits for it to be ready, applies
 // the schema file if no schema is stored yet, and starts serving the API.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), served: make(chan error, 1), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), served: make(chan error, 1), done: make(chan struct{}),
+		memberGone: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -206,6 +210,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.bg.Add(2)
 	go n.promoteLearners(bgCtx)
 	go n.pruneAudit(bgCtx)
+	if n.etcd != nil {
+		n.bg.Add(1)
+		go n.watchMember(bgCtx)
+	}
 	if err := n.serve(); err != nil {
 		return nil, err
 	}
@@ -228,6 +236,8 @@ func Run(ctx context.Context, cfg Config) error {
 		n.log.Error("API server failed", zap.Error(err))
 	case err = <-n.etcdErr():
 		n.log.Error("etcd failed", zap.Error(err))
+	case <-n.memberGone:
+		n.log.Warn("shutting down: " + *n.stopped.Load())
 	}
 	return errors.Join(err, n.Close())
 }
@@ -249,6 +259,35 @@ func (n *Node) etcdErr() <-chan error {
 		return nil
 	}
 	return n.etcd.Err()
+}
+
+// watchMember notices the embedded member stopping on its own: removed from
+// the cluster (cfgadm member remove), or failed. The node then stops
+// serving (every request but /healthz answers 503, saying why) and Run
+// returns, so the process exits cleanly rather than serve stale reads or
+// send writes to a stopped member.
+func (n *Node) watchMember(ctx context.Context) {
+	defer n.bg.Done()
+	select {
+	case <-ctx.Done():
+		return
+	case <-n.etcd.Server.StopNotify():
+	}
+	why := "this node's etcd member stopped"
+	if n.etcd.Server.Cluster().Member(n.etcd.Server.MemberID()) == nil {
+		why = "this node's etcd member was removed from the cluster (cfgadm member remove): it no longer serves; delete its data directory before it joins again"
+	}
+	n.stopped.Store(&why)
+	n.log.Error(why, zap.String("member", n.etcd.Server.MemberID().String()))
+	close(n.memberGone)
+}
+
+// serving is nil while the node serves, and says why not once its member stopped.
+func (n *Node) serving() error {
+	if why := n.stopped.Load(); why != nil {
+		return cfgerr.Errorf(cfgerr.Unavailable, "", "", "%s", *why)
+	}
+	return nil
 }
 
 // Store is the node's store.
@@ -307,6 +346,9 @@ func (n *Node) loadSchemaFile(ctx context.Context) error {
 
 // ready reports why the node cannot serve yet, or nil.
 func (n *Node) ready(ctx context.Context) error {
+	if err := n.serving(); err != nil {
+		return err
+	}
 	if n.etcd != nil {
 		select {
 		case <-n.etcd.Server.ReadyNotify():
