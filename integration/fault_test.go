@@ -138,7 +138,7 @@ func TestFollowerRestartAndLeaderPause(t *testing.T) {
 	time.Sleep(time.Second)
 	cl.Nodes[follower].Start()
 	cl.WaitLeader()
-	time.Sleep(time.Second) // the restarted follower catches up
+	cl.WaitCaughtUp(t, follower)
 	paused := time.Now()
 	cl.Nodes[leader].Pause()
 	time.Sleep(5 * time.Second)
@@ -156,6 +156,10 @@ func TestFollowerRestartAndLeaderPause(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged (%d while the leader was paused, %d after), %d requests failed", len(acks), during, after, errs)
+	// The majority elects a new leader and goes on within the 5 s pause.
+	if during == 0 {
+		t.Fatal("no write succeeded while the old leader was paused")
+	}
 	if after == 0 {
 		t.Fatal("no write succeeded after the pause")
 	}

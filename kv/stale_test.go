@@ -1,10 +1,14 @@
 package kv_test
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -162,4 +166,58 @@ func exampleSchema(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return doc
+}
+
+// Under racing writers through two stores, no valid write is refused: the
+// absolute timeout only grows, so an idle timeout equal to an absolute one
+// already acknowledged holds whatever else was written since. A refusal
+// resting on a stale view would show as Invalid here.
+func TestNoFalseRefusalsUnderRacingWriters(t *testing.T) {
+	a, c := newStore(t)
+	b := kv.New(c)
+	set(t, a, "session.absolute_timeout", "1h")
+	set(t, a, "session.idle_timeout", "1h") // a caches absolute = 1h
+	var acked atomic.Int64                  // the largest absolute acknowledged, in minutes
+	acked.Store(60)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m := 70; m <= 600; m += 10 {
+			d := time.Duration(m) * time.Minute
+			_, err := b.Apply(context.Background(), kv.Meta{}, []kv.Write{{Key: "session.absolute_timeout", Value: d.String()}})
+			for cfgerr.CodeOf(err) == cfgerr.Conflict { // lost every retry to the other writer: try again
+				_, err = b.Apply(context.Background(), kv.Meta{}, []kv.Write{{Key: "session.absolute_timeout", Value: d.String()}})
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			acked.Store(int64(m))
+		}
+	}()
+	writes, seen := 0, int64(60)
+	for running := true; running; writes++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		// Write after each change of the other key is acknowledged: a's
+		// view of it is then most likely behind.
+		for m := acked.Load(); m == seen && running; m = acked.Load() {
+			runtime.Gosched()
+			select {
+			case <-done:
+				running = false
+			default:
+			}
+		}
+		seen = acked.Load()
+		d := time.Duration(seen) * time.Minute
+		_, err := a.Apply(context.Background(), kv.Meta{}, []kv.Write{{Key: "session.idle_timeout", Value: d.String()}})
+		if err != nil && cfgerr.CodeOf(err) != cfgerr.Conflict {
+			t.Fatalf("idle %v, with absolute at least %v acknowledged: %v", d, d, err)
+		}
+	}
+	t.Logf("%d writes raced 54 changes of the other key", writes)
 }

@@ -202,8 +202,13 @@ func (s *Store) update(ctx context.Context, meta Meta, prefetch []string, fn fun
 			}
 			return nil, cfgerr.Errorf(cfgerr.Conflict, firstKey(tx.order), "", "lost to concurrent changes %d times; try again", s.maxRetries)
 		}
-		// Full-jitter exponential backoff: up to 1ms, 2ms, 4ms ... capped at 64ms.
-		d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+		// The first retry runs at once, on the fresh state the failed
+		// commit's Else branch brought back (a sleep would let it go stale);
+		// later ones back off with full jitter: up to 1ms, 2ms ... 64ms.
+		if attempt == 0 {
+			continue
+		}
+		d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))
 		select {
 		case <-ctx.Done():
 			return nil, EtcdError(ctx.Err())
