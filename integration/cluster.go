@@ -104,29 +104,6 @@ func (cl *Cluster) leader() int {
 	return -1
 }
 
-// WaitCaughtUp waits until member i's raft index has reached the leader's
-// as it was when called: it has caught up after a restart.
-func (cl *Cluster) WaitCaughtUp(t *testing.T, i int) {
-	t.Helper()
-	ctx := ctxT(t)
-	index := func(want int) uint64 {
-		st, err := cl.API(i).Cluster(ctx)
-		if err != nil {
-			return 0
-		}
-		for _, m := range st.Members {
-			if want < 0 && m.Leader || want >= 0 && m.Name == cl.Nodes[want].Name {
-				return m.RaftIndex
-			}
-		}
-		return 0
-	}
-	target := index(-1)
-	waitFor(t, fmt.Sprintf("%s to catch up to index %d", cl.Nodes[i].Name, target), 30*time.Second, func() bool {
-		return target > 0 && index(i) >= target
-	})
-}
-
 // API returns a client of node i's API.
 func (cl *Cluster) API(i int) *api.Client { return cl.Nodes[i].API() }
 

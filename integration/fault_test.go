@@ -186,3 +186,26 @@ func TestRollingRestart(t *testing.T) {
 	w.CheckLinearizable(t)
 	obs.Check(t, cl)
 }
+
+// WaitCaughtUp waits until member i's raft index has reached the leader's
+// as it was when called: it has caught up after a restart.
+func (cl *Cluster) WaitCaughtUp(t *testing.T, i int) {
+	t.Helper()
+	ctx := ctxT(t)
+	index := func(want int) uint64 {
+		st, err := cl.API(i).Cluster(ctx)
+		if err != nil {
+			return 0
+		}
+		for _, m := range st.Members {
+			if want < 0 && m.Leader || want >= 0 && m.Name == cl.Nodes[want].Name {
+				return m.RaftIndex
+			}
+		}
+		return 0
+	}
+	target := index(-1)
+	waitFor(t, fmt.Sprintf("%s to catch up to index %d", cl.Nodes[i].Name, target), 30*time.Second, func() bool {
+		return target > 0 && index(i) >= target
+	})
+}

@@ -190,7 +190,9 @@ func (s *Store) update(ctx context.Context, meta Meta, prefetch []string, fn fun
 				s.countInvalid(err, "type")
 				return nil, err
 			}
-		} else if res, ok, err = tx.commit(meta); err != nil || ok {
+		} else if res, ok, err = tx.commit(meta); ok || err != nil && !(errors.Is(err, rpctypes.ErrNoLeader) && attempt+1 < s.maxRetries) {
+			// A member without a leader refuses before proposing: the
+			// change was not made, and a retry may find a leader.
 			return res, err
 		}
 		if s.metrics != nil {

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 )
 
@@ -62,6 +64,9 @@ func (n *Node) startEtcd(ctx context.Context) error {
 	// a whole-namespace rollback in one transaction.
 	ec.MaxRequestBytes = 8 << 20
 	ec.MaxTxnOps = 4096
+	// The node's own client pings its member every 2 s (etcd's default
+	// minimum is 5 s), so a dead connection is noticed in seconds.
+	ec.GRPCKeepAliveMinTime = time.Second
 	ec.Logger = "zap"
 	// etcd logs its listeners' "use of closed network connection" as errors
 	// on every clean Close: Close raises this level to silence them.
@@ -103,7 +108,11 @@ func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 		if err := n.startEtcd(ctx); err != nil {
 			return cc, err
 		}
-		cc.Endpoints = n.etcd.Server.Cluster().ClientURLs()
+		// The node talks to its own member only (followMember fails over
+		// to the others while it has no leader): a fault of another member
+		// then costs this node nothing.
+		cc.Endpoints = n.ownEndpoints()
+		cc.DialKeepAliveTime, cc.DialKeepAliveTimeout = 2*time.Second, time.Second
 		return cc, nil
 	}
 	cc.Endpoints = c.EtcdEndpoints
@@ -120,4 +129,116 @@ func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 		cc.TLS = tc
 	}
 	return cc, nil
+}
+
+// ownEndpoints are the client URLs of the node's own member.
+func (n *Node) ownEndpoints() []string {
+	var out []string
+	for _, u := range n.etcd.Config().AdvertiseClientUrls {
+		out = append(out, u.String())
+	}
+	return out
+}
+
+// followMember keeps the node's etcd client on its own member while that
+// member has a leader, and on the other members while it has none (cut off
+// from the quorum, or electing) for longer than memberGrace. It reads the
+// member's state in-process: no request, no timeout.
+func (n *Node) followMember(ctx context.Context) {
+	defer n.bg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	own, away := n.ownEndpoints(), false
+	var lost time.Time // when the member was first seen without a leader
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hasLeader := n.etcd.Server.Leader() != types.ID(raft.None)
+		switch {
+		case hasLeader:
+			lost = time.Time{}
+			if away {
+				n.client.SetEndpoints(own...)
+				away = false
+				n.log.Info("etcd client back on this node's member")
+			}
+		case lost.IsZero():
+			lost = time.Now()
+		case !away && time.Since(lost) > memberGrace:
+			var others []string
+			for _, m := range n.etcd.Server.Cluster().Members() {
+				if m.ID != n.etcd.Server.MemberID() && !m.IsLearner {
+					others = append(others, m.ClientURLs...)
+				}
+			}
+			if len(others) > 0 {
+				n.client.SetEndpoints(others...)
+				away = true
+				n.log.Warn("this node's member has no leader: etcd client moved to the other members", zap.Strings("endpoints", others))
+			}
+		}
+	}
+}
+
+// memberGrace is how long the node's member may be without a leader (an
+// election takes about a second) before the client leaves it.
+const memberGrace = time.Second
+
+// requestTimeout bounds each etcd request of the store: shorter than etcd's
+// own request timeout (about 7 s), so a request to a member that cannot
+// reach the quorum fails in time for the caller to try again elsewhere.
+const requestTimeout = 3 * time.Second
+
+// guardedKV gives every request a deadline and requires its member to have
+// a leader (a member without one answers at once instead of waiting).
+type guardedKV struct{ clientv3.KV }
+
+func guard(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(clientv3.WithRequireLeader(ctx), requestTimeout)
+}
+
+func (g guardedKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	ctx, cancel := guard(ctx)
+	defer cancel()
+	return g.KV.Get(ctx, key, opts...)
+}
+
+func (g guardedKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
+	ctx, cancel := guard(ctx)
+	defer cancel()
+	return g.KV.Put(ctx, key, val, opts...)
+}
+
+func (g guardedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
+	ctx, cancel := guard(ctx)
+	defer cancel()
+	return g.KV.Delete(ctx, key, opts...)
+}
+
+func (g guardedKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	ctx, cancel := guard(ctx)
+	defer cancel()
+	return g.KV.Do(ctx, op)
+}
+
+func (g guardedKV) Txn(ctx context.Context) clientv3.Txn {
+	ctx, cancel := guard(ctx)
+	return &guardedTxn{Txn: g.KV.Txn(ctx), cancel: cancel}
+}
+
+// guardedTxn releases its deadline's timer once committed.
+type guardedTxn struct {
+	clientv3.Txn
+	cancel context.CancelFunc
+}
+
+func (t *guardedTxn) If(c ...clientv3.Cmp) clientv3.Txn  { t.Txn = t.Txn.If(c...); return t }
+func (t *guardedTxn) Then(o ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(o...); return t }
+func (t *guardedTxn) Else(o ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(o...); return t }
+func (t *guardedTxn) Commit() (*clientv3.TxnResponse, error) {
+	defer t.cancel()
+	return t.Txn.Commit()
 }

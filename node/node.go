@@ -192,7 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		return float64(len(al.Alarms))
 	}))
-	n.store = kv.New(c, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)))
+	n.store = kv.New(guardedKV{c}, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)))
 	if err := n.loadSchemaFile(ctx); err != nil {
 		return nil, err
 	}
@@ -211,8 +211,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	go n.promoteLearners(bgCtx)
 	go n.pruneAudit(bgCtx)
 	if n.etcd != nil {
-		n.bg.Add(1)
+		n.bg.Add(2)
 		go n.watchMember(bgCtx)
+		go n.followMember(bgCtx)
 	}
 	if err := n.serve(); err != nil {
 		return nil, err
