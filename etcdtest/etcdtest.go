@@ -1,6 +1,3 @@
-// Package etcdtest starts real embedded etcd members for tests, on loopback
-// ports the kernel picks, with their data in t.TempDir(). It is test support
-// only: production code never imports it.
 package etcdtest
 
 import (
@@ -30,13 +27,33 @@ type Member struct {
 // configuration before it starts.
 func Start(t testing.TB, opts ...func(*embed.Config)) (*Member, *clientv3.Client) {
 	t.Helper()
+	m, err := New(t.TempDir(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	c := m.Client(t)
+	return m, c
+}
+
+// New starts a single-member etcd cluster with its data in dir, on loopback
+// ports the kernel picks, outside any test (examples use it); Stop ends it.
+func New(dir string, opts ...func(*embed.Config)) (*Member, error) {
 	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
+	cfg.Dir = dir
 	cfg.Name = "test"
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	peer := FreeURL(t)
-	client := FreeURL(t)
+	var urls [2]url.URL
+	for i := range urls {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		urls[i] = url.URL{Scheme: "http", Host: l.Addr().String()}
+		l.Close()
+	}
+	peer, client := urls[0], urls[1]
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -46,25 +63,32 @@ func Start(t testing.TB, opts ...func(*embed.Config)) (*Member, *clientv3.Client
 		o(cfg)
 	}
 	m := &Member{Endpoint: client.String(), cfg: cfg}
-	m.start(t)
-	t.Cleanup(m.Stop)
-	c := m.Client(t)
-	return m, c
+	if err := m.launch(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (m *Member) start(t testing.TB) {
 	t.Helper()
+	if err := m.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (m *Member) launch() error {
 	e, err := embed.StartEtcd(m.cfg)
 	if err != nil {
-		t.Fatalf("etcdtest: start etcd: %v", err)
+		return fmt.Errorf("etcdtest: start etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		e.Close()
-		t.Fatal("etcdtest: etcd not ready within 30s")
+		return fmt.Errorf("etcdtest: etcd not ready within 30s")
 	}
 	m.Etcd = e
+	return nil
 }
 
 // Stop closes the member (its data stays); Restart brings it back.

@@ -60,6 +60,7 @@ func (n *Node) startEtcd(ctx context.Context) error {
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = c.AutoCompactionRetention
 	ec.QuotaBackendBytes = c.QuotaBackendBytes
+	ec.TickMs, ec.ElectionMs = c.HeartbeatMs, c.ElectionMs
 	// Room for a 1 MiB value with its old value in the audit record, and for
 	// a whole-namespace rollback in one transaction.
 	ec.MaxRequestBytes = 8 << 20
@@ -131,11 +132,13 @@ func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 	return cc, nil
 }
 
-// ownEndpoints are the client URLs of the node's own member.
+// ownEndpoints are the client URLs the node's own member listens on (the
+// listeners' own addresses: a port of 0 is the one the kernel gave).
 func (n *Node) ownEndpoints() []string {
+	scheme := n.etcd.Config().ListenClientUrls[0].Scheme
 	var out []string
-	for _, u := range n.etcd.Config().AdvertiseClientUrls {
-		out = append(out, u.String())
+	for _, l := range n.etcd.Clients {
+		out = append(out, scheme+"://"+l.Addr().String())
 	}
 	return out
 }

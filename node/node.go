@@ -1,9 +1,3 @@
-// Package node is the cfgnode daemon: an embedded etcd member (or a client of
-// an external etcd cluster), the store on it, and the HTTP API.
-//
-// Start brings a node up and returns once it serves; Close stops it: requests
-// in flight finish, then etcd closes cleanly. Run does both around a context,
-// for main.
 package node
 
 import (
@@ -40,6 +34,10 @@ type Config struct {
 	InitialClusterState     string   // new (default) or existing (joining a running cluster)
 	AutoCompactionRetention string   // etcd periodic compaction window (default 72h)
 	QuotaBackendBytes       int64    // etcd backend quota (0: etcd's 2 GiB)
+	// Raft timing, as etcd's --heartbeat-interval and --election-timeout, in
+	// milliseconds (default 50 and 500: a leader lost is replaced in about a
+	// second on a LAN; raise both on slow networks or disks).
+	HeartbeatMs, ElectionMs uint
 
 	// External mode: with EtcdEndpoints set, the node runs no member of its
 	// own and uses the etcd cluster there. The member fields above are unused.
@@ -97,6 +95,12 @@ func (c *Config) setDefaults() {
 	defs(&c.InitialAdvertisePeerURL, c.ListenPeerURLs)
 	def(&c.AutoCompactionRetention, "72h")
 	def(&c.APIAddr, "127.0.0.1:7380")
+	if c.HeartbeatMs == 0 {
+		c.HeartbeatMs = 50
+	}
+	if c.ElectionMs == 0 {
+		c.ElectionMs = 500
+	}
 	durDef := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v

@@ -1,6 +1,3 @@
-// Command cfgnode runs a cfgcluster node: an embedded etcd member and the
-// HTTP API. Every flag can also be set by the environment variable
-// CFGNODE_<FLAG> (CFGNODE_DATA_DIR for --data-dir).
 package main
 
 import (
@@ -50,6 +47,8 @@ func flags() []cli.Flag {
 		flag("initial-cluster", "", "initial cluster, name=peerURL,... (default: this member alone)"),
 		flag("initial-cluster-state", "new", "new, or existing to join a running cluster (after cfgadm member add)"),
 		flag("auto-compaction-retention", "72h", "keep etcd history for this long (periodic compaction)"),
+		flag("heartbeat-interval", "50", "raft heartbeat interval in milliseconds (etcd's flag; its default is 100)"),
+		flag("election-timeout", "500", "raft election timeout in milliseconds (etcd's flag; its default is 1000): how soon a lost leader is replaced"),
 		flag("quota-backend-bytes", "0", "etcd backend quota in bytes; past it etcd raises NOSPACE (0: etcd's 2 GiB)"),
 		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
@@ -101,7 +100,7 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("--audit-max-records: %q is not a number of records", c.String("audit-max-records"))
 	}
 	limits := map[string]int{}
-	for _, f := range []string{"max-connections", "max-streams-per-client"} {
+	for _, f := range []string{"max-connections", "max-streams-per-client", "heartbeat-interval", "election-timeout"} {
 		v, err := strconv.Atoi(c.String(f))
 		if err != nil || v <= 0 {
 			return fmt.Errorf("--%s: %q is not a positive number", f, c.String(f))
@@ -131,6 +130,8 @@ func run(c *cli.Context) error {
 		AuditRetention:          kv.Retention{MaxAge: retention, MaxRecords: maxRecords},
 		MaxConnections:          limits["max-connections"],
 		MaxStreamsPerClient:     limits["max-streams-per-client"],
+		HeartbeatMs:             uint(limits["heartbeat-interval"]),
+		ElectionMs:              uint(limits["election-timeout"]),
 		EtcdEndpoints:           list(c.String("etcd-endpoints")),
 		EtcdUser:                c.String("etcd-user"),
 		EtcdPassword:            c.String("etcd-password"),
