@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,3 +115,31 @@ func BenchmarkSSEFanout(b *testing.B) {
 }
 
 func ptr(s string) *string { return &s }
+
+// BenchmarkNodeHeapUnderWrites writes b.N values of about 40 KB through a
+// node (a long write load: history, the audit trail and the SSE ring all
+// grow with it) and reports the node's live heap after a forced GC, which
+// must stay bounded whatever b.N.
+//
+//	go test ./node -run '^$' -bench BenchmarkNodeHeapUnderWrites -benchtime 1400x
+func BenchmarkNodeHeapUnderWrites(b *testing.B) {
+	_, c := startNode(b, "../examples/schema.yaml")
+	ctx := context.Background()
+	blob := strings.Repeat("x", 40<<10)
+	heap := func() float64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return float64(ms.HeapAlloc) / (1 << 20)
+	}
+	before := heap()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Set(ctx, "billing.limits", api.SetRequest{Value: map[string]any{"n": i, "blob": blob}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(before, "heap-before-MiB")
+	b.ReportMetric(heap(), "heap-after-MiB")
+}

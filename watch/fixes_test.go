@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
@@ -187,5 +191,30 @@ func TestHandlersMayCloseAndUnsubscribe(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close from a handler deadlocked")
+	}
+}
+
+// A sensitive value a service's schema refuses is never in the rejection it
+// reports (to the instance registry, GET /v1/instances) nor in its logs.
+func TestRejectedSecretsStaySecret(t *testing.T) {
+	e := setup(t)
+	own, err := schema.Parse([]byte("keys:\n  db.password: {type: string, sensitive: true, pattern: '^$'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	c := newClient(t, e.etcd, watch.WithSchema(own), watch.WithLogger(zap.New(core)))
+	e.set(t, "db.password", "hunter2")
+	eventually(t, "the rejection", func() bool { return len(c.Rejections()) == 1 })
+	if r := c.Rejections()[0]; strings.Contains(r.Reason, "hunter2") {
+		t.Fatalf("the rejection holds the secret: %q", r.Reason)
+	}
+	if rep := c.InstanceReport(); len(rep.Rejected) != 1 || strings.Contains(rep.Rejected[0].Reason, "hunter2") {
+		t.Fatalf("the report: %+v", rep.Rejected)
+	}
+	for _, l := range logs.All() {
+		if strings.Contains(fmt.Sprint(l.Message, l.ContextMap()), "hunter2") {
+			t.Fatalf("a log line holds the secret: %s %v", l.Message, l.ContextMap())
+		}
 	}
 }
