@@ -1,0 +1,175 @@
+package kv
+
+import (
+	"sort"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/cfgerr"
+)
+
+// commit checks the change and writes it. ok is false when a concurrent
+// change won and the caller should retry.
+func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
+	if len(tx.order) == 0 && tx.newSch == nil {
+		return nil, false, cfgerr.Errorf(cfgerr.Invalid, "", "changes", "the change writes nothing")
+	}
+	if err := tx.check(); err != nil {
+		if err = tx.confirm(err); err != nil {
+			reason := "rule"
+			if tx.newSch != nil {
+				reason = "schema"
+			}
+			tx.s.countInvalid(err, reason)
+		}
+		return nil, false, err
+	}
+	now := tx.s.now()
+	rec := newAuditRecord(meta, now)
+	var ops []clientv3.Op
+	for _, key := range tx.order {
+		p := tx.writes[key]
+		ek := tx.s.layout.ValueKey(key)
+		old, err := tx.read(key)
+		if err != nil {
+			return nil, false, err
+		}
+		c := Change{Key: key, New: redact(p.key, p.value), Deleted: p.value == nil, Redacted: p.key.Sensitive}
+		if old.ModRevision != 0 {
+			prev, err := decodeEntry(tx.loaded.schema, key, old)
+			if err != nil {
+				return nil, false, err
+			}
+			c.Old, c.OldRevision = redact(p.key, prev.Value), old.ModRevision
+		}
+		rec.Changes = append(rec.Changes, c)
+		if p.value == nil {
+			ops = append(ops, clientv3.OpDelete(ek))
+			continue
+		}
+		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key, p.raw, meta.Actor, meta.Comment, now))))
+	}
+	if tx.newSch != nil {
+		rec.SchemaChanged, rec.SchemaRevision = true, tx.loaded.rev
+		ops = append(ops, clientv3.OpPut(tx.s.layout.SchemaKey(), string(tx.doc)))
+	}
+	if meta.DryRun {
+		// A dry run answers from what etcd confirms, as a change would.
+		if current, err := tx.current(); err != nil || !current {
+			return nil, false, err
+		}
+		return &Result{Changes: rec.Changes, DryRun: true}, true, nil
+	}
+	ops = append(ops, tx.s.auditOps(rec)...)
+
+	if len(tx.order) > 0 {
+		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""))
+	}
+	// If every read is still current, write; else read back what changed,
+	// in the same round trip, for the retry.
+	cmps, elses, keys := tx.guards()
+	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
+	if err != nil {
+		tx.s.forget(keys)
+		return nil, false, EtcdError(err)
+	}
+	if !resp.Succeeded {
+		return nil, false, tx.refresh(resp, keys)
+	}
+	rev := resp.Header.Revision
+	for i, key := range tx.order {
+		ek := tx.s.layout.ValueKey(key)
+		kv := &mvccpb.KeyValue{Key: []byte(ek)}
+		if put := ops[i].ValueBytes(); put != nil && !ops[i].IsDelete() {
+			kv = &mvccpb.KeyValue{Key: []byte(ek), Value: put, ModRevision: rev, CreateRevision: rev, Version: 1}
+			if old := tx.reads[ek]; old != nil && old.ModRevision != 0 {
+				kv.CreateRevision, kv.Version = old.CreateRevision, old.Version+1
+			}
+		}
+		tx.s.remember(ek, []*mvccpb.KeyValue{kv}, rev)
+	}
+	if tx.newSch != nil {
+		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: rev, Value: tx.doc}})
+	}
+	return &Result{Revision: rev, Changes: rec.Changes}, true, nil
+}
+
+// guards are the commit's compares (every read, the listing and the schema
+// still as the transaction saw them) and the reads its Else branch makes
+// for a retry; keys are the etcd keys read one by one, in the order of the
+// Else reads after the schema's (and the generation key's, after a List).
+func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string) {
+	l := tx.s.layout
+	cmps = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(l.SchemaKey()), "=", tx.loaded.rev)}
+	elses = []clientv3.Op{clientv3.OpGet(l.SchemaKey())}
+	keys = make([]string, 0, len(tx.reads))
+	for k := range tx.reads {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", tx.reads[k].ModRevision))
+		elses = append(elses, clientv3.OpGet(k))
+	}
+	if tx.listed {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.GenerationKey()), "=", tx.listGen))
+	}
+	return cmps, elses, keys
+}
+
+// refresh records what a failed guard's Else branch read back, for the retry.
+func (tx *Tx) refresh(resp *clientv3.TxnResponse, keys []string) error {
+	if _, err := tx.s.loadSchema(resp.Responses[0].GetResponseRange().Kvs); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		tx.s.remember(k, resp.Responses[i+1].GetResponseRange().Kvs, resp.Header.Revision)
+	}
+	return nil
+}
+
+// current asks etcd, in one linearizable compare-only transaction, whether
+// everything the transaction read is still as it read it; if not, the Else
+// branch brings the fresh state back for the retry.
+func (tx *Tx) current() (bool, error) {
+	cmps, elses, keys := tx.guards()
+	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Else(elses...).Commit()
+	if err != nil {
+		return false, EtcdError(err)
+	}
+	if resp.Succeeded {
+		return true, nil
+	}
+	return false, tx.refresh(resp, keys)
+}
+
+// confirm returns a refusal only once etcd has confirmed what it rests on:
+// reads come from the store's seen cache and from serializable reads of the
+// nearest member, either of which may lag. It returns nil when the
+// transaction's view was stale (the caller retries with the fresh state),
+// and err, or the error of the confirmation itself, otherwise.
+func (tx *Tx) confirm(err error) error {
+	switch cfgerr.CodeOf(err) {
+	case cfgerr.Invalid, cfgerr.FailedPrecondition, cfgerr.NotFound:
+	default:
+		return err
+	}
+	current, cerr := tx.current()
+	if cerr != nil {
+		return cerr
+	}
+	if !current {
+		return nil
+	}
+	return err
+}
+
+// forget drops keys from the seen cache, after a commit whose outcome is unknown.
+func (s *Store) forget(keys []string) {
+	s.mu.Lock()
+	for _, k := range keys {
+		delete(s.seen, k)
+	}
+	s.mu.Unlock()
+}
