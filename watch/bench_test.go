@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"cfgcluster/etcdtest"
+	"cfgcluster/kv"
 	"cfgcluster/watch"
 )
 
@@ -259,5 +262,66 @@ func BenchmarkIdleSubscriberMemory(b *testing.B) {
 		for _, s := range subs {
 			c.Unsubscribe(s)
 		}
+	}
+}
+
+// BenchmarkClientMemory measures a client's resident memory with 100,000
+// keys of about 1 KiB of JSON each: the heap it holds after its first list
+// and a forced GC, with no key read yet and with every key read once (the
+// cache full of decoded values), and how long the first list took.
+//
+//	go test ./watch -run '^$' -bench BenchmarkClientMemory -benchtime 1x
+func BenchmarkClientMemory(b *testing.B) {
+	const keys = 100_000
+	_, etcd := etcdtest.Start(b)
+	store := kv.New(etcd)
+	var doc strings.Builder
+	doc.WriteString("keys:\n")
+	for i := range keys {
+		fmt.Fprintf(&doc, "  big.k%06d: {type: json}\n", i)
+	}
+	ctx := context.Background()
+	if _, err := store.SetSchema(ctx, kv.Meta{}, []byte(doc.String())); err != nil {
+		b.Fatal(err)
+	}
+	value := func(i int) map[string]any {
+		m := map[string]any{"id": i}
+		for f := range 24 {
+			m[fmt.Sprintf("field_%02d", f)] = fmt.Sprintf("value %06d of field %02d, padded", i, f)
+		}
+		return m // about 1 KiB as JSON
+	}
+	for i := 0; i < keys; i += 1000 {
+		var ws []kv.Write
+		for j := i; j < i+1000; j++ {
+			ws = append(ws, kv.Write{Key: fmt.Sprintf("big.k%06d", j), Value: value(j)})
+		}
+		if _, err := store.Apply(ctx, kv.Meta{}, ws); err != nil {
+			b.Fatal(err)
+		}
+	}
+	heap := func() float64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return float64(ms.HeapAlloc) / (1 << 20)
+	}
+	for i := 0; i < b.N; i++ {
+		before := heap()
+		start := time.Now()
+		c, err := watch.New(ctx, etcd, watch.WithMirror(), watch.WithStartTimeout(time.Minute))
+		if err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		listed := heap() - before
+		for j := range keys {
+			c.Get(fmt.Sprintf("big.k%06d", j), nil)
+		}
+		read := heap() - before
+		c.Close()
+		b.ReportMetric(listed, "MiB-listed")
+		b.ReportMetric(read, "MiB-after-reading-all")
+		b.ReportMetric(took.Seconds(), "s-first-list")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -30,20 +31,19 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	// older listing (and sent to subscribers as if it were new).
 	c.applyMu.Lock()
 	defer c.applyMu.Unlock()
-	start, end := c.layout.ClientRange()
-	resp, err := c.etcd.Get(ctx, start, clientv3.WithRange(end))
+	kvs, hdr, err := c.listRange(ctx)
 	if err != nil {
 		return 0, err
 	}
 	c.met.relists.Inc()
-	rev := resp.Header.Revision
-	c.clusterID.Store(resp.Header.ClusterId)
+	rev := hdr.Revision
+	c.clusterID.Store(hdr.ClusterId)
 
 	c.mu.Lock()
 	listed := map[string]*mvccpb.KeyValue{}
 	var schemaKV *mvccpb.KeyValue
 	windows := map[string]*kv.Window{}
-	for _, kvp := range resp.Kvs {
+	for _, kvp := range kvs {
 		if string(kvp.Key) == c.layout.SchemaKey() {
 			schemaKV = kvp
 		} else if key, ok := c.layout.KeyOf(string(kvp.Key)); ok {
@@ -83,6 +83,37 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
+// listPage is how many keys one range of a list reads: a list of any size
+// is read in pages at one revision, so no answer outgrows gRPC's limits.
+const listPage = 1000
+
+// listRange reads the whole client range at one revision, a page at a time.
+func (c *Client) listRange(ctx context.Context) ([]*mvccpb.KeyValue, *etcdserverpb.ResponseHeader, error) {
+	start, end := c.layout.ClientRange()
+	var (
+		out []*mvccpb.KeyValue
+		hdr *etcdserverpb.ResponseHeader
+	)
+	for from := start; ; {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
+		if hdr != nil {
+			opts = append(opts, clientv3.WithRev(hdr.Revision))
+		}
+		resp, err := c.etcd.Get(ctx, from, opts...)
+		if err != nil {
+			return nil, nil, err // compacted between pages too: the caller lists again
+		}
+		if hdr == nil {
+			hdr = resp.Header
+		}
+		out = append(out, resp.Kvs...)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, hdr, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
 // takeSchemaLocked adopts the cluster's schema, unless the service gave its
 // own. It reports whether the schema changed.
 func (c *Client) takeSchemaLocked(kvp *mvccpb.KeyValue) bool {
@@ -100,18 +131,15 @@ func (c *Client) takeSchemaLocked(kvp *mvccpb.KeyValue) bool {
 	return true
 }
 
-// retypeLocked decodes every held value again under a new schema; a value
-// that no longer fits is rejected and keeps its last typing.
+// retypeLocked checks every held value against a new schema; a value that
+// no longer fits is rejected, and read as it was stored.
 func (c *Client) retypeLocked() {
 	sch := c.sch.Load()
 	for key, h := range c.raw {
-		e, err := c.layout.Decode(sch, h.kv)
-		if err != nil {
+		if _, err := c.layout.Decode(sch, h.kv); err != nil {
 			c.rejected[key] = Rejection{Key: key, Revision: h.kv.ModRevision, Reason: err.Error(), Time: time.Now()}
 			c.met.rejected.Inc()
-			continue
 		}
-		c.raw[key] = held{h.kv, e}
 	}
 }
 
@@ -170,7 +198,7 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 				continue
 			}
 			delete(c.rejected, key)
-			c.raw[key] = held{ev.Kv, dec}
+			c.raw[key] = held{ev.Kv}
 			e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor, Revision: ev.Kv.ModRevision}
 			if had {
 				e.Kind = Update
@@ -248,10 +276,14 @@ func (c *Client) applyWindowLocked(scope string, ev *clientv3.Event) {
 	c.windows[scope] = w
 }
 
-// currentLocked is the key's value before a change: stored, else default.
+// currentLocked is the key's value before a change: stored (decoded by the
+// cache when it holds this version), else default.
 func (c *Client) currentLocked(key string) (Value, bool) {
 	if h, ok := c.raw[key]; ok {
-		return c.valueOf(h.e, SourceCluster), true
+		if en, ok := (*c.cache.read.Load())[key]; ok && en.val.Source == SourceCluster && en.val.Revision == h.kv.ModRevision {
+			return en.val, true
+		}
+		return c.valueOf(c.entryLocked(h), SourceCluster), true
 	}
 	d, _ := c.defaultValue(key)
 	return d, false

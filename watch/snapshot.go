@@ -111,12 +111,11 @@ func (c *Client) loadSnapshot() error {
 		if !ok {
 			continue
 		}
-		e, err := c.layout.Decode(c.sch.Load(), kvp)
-		if err != nil {
+		if _, err := c.layout.Decode(c.sch.Load(), kvp); err != nil {
 			c.log.Error("snapshot value does not fit the schema; skipped", zap.String("key", key), zap.Error(err))
 			continue
 		}
-		c.raw[key] = held{kvp, e}
+		c.raw[key] = held{kvp}
 	}
 	for _, w := range f.Windows {
 		c.windows[w.Scope] = w
