@@ -120,6 +120,10 @@ func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 		// to the others while it has no leader): a fault of another member
 		// then costs this node nothing.
 		cc.Endpoints = n.ownEndpoints()
+		if n.etcd.Server.IsLearner() {
+			// A learner serves no client requests until it is promoted.
+			cc.Endpoints = n.otherEndpoints()
+		}
 		cc.DialKeepAliveTime, cc.DialKeepAliveTimeout = 2*time.Second, time.Second
 		return cc, nil
 	}
@@ -150,15 +154,27 @@ func (n *Node) ownEndpoints() []string {
 	return out
 }
 
+// otherEndpoints are the client URLs of the cluster's other voting members.
+func (n *Node) otherEndpoints() []string {
+	var out []string
+	for _, m := range n.etcd.Server.Cluster().Members() {
+		if m.ID != n.etcd.Server.MemberID() && !m.IsLearner {
+			out = append(out, m.ClientURLs...)
+		}
+	}
+	return out
+}
+
 // followMember keeps the node's etcd client on its own member while that
-// member has a leader, and on the other members while it has none (cut off
-// from the quorum, or electing) for longer than memberGrace. It reads the
-// member's state in-process: no request, no timeout.
+// member has a leader (and is not a learner, which serves no clients), and
+// on the other members while it has none (cut off from the quorum, or
+// electing) for longer than memberGrace. It reads the member's state
+// in-process: no request, no timeout.
 func (n *Node) followMember(ctx context.Context) {
 	defer n.bg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	own, away := n.ownEndpoints(), false
+	own, away := n.ownEndpoints(), n.etcd.Server.IsLearner()
 	var lost time.Time // when the member was first seen without a leader
 	for {
 		select {
@@ -166,7 +182,7 @@ func (n *Node) followMember(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		hasLeader := n.etcd.Server.Leader() != types.ID(raft.None)
+		hasLeader := n.etcd.Server.Leader() != types.ID(raft.None) && !n.etcd.Server.IsLearner()
 		switch {
 		case hasLeader:
 			lost = time.Time{}
@@ -178,13 +194,7 @@ func (n *Node) followMember(ctx context.Context) {
 		case lost.IsZero():
 			lost = time.Now()
 		case !away && time.Since(lost) > memberGrace:
-			var others []string
-			for _, m := range n.etcd.Server.Cluster().Members() {
-				if m.ID != n.etcd.Server.MemberID() && !m.IsLearner {
-					others = append(others, m.ClientURLs...)
-				}
-			}
-			if len(others) > 0 {
+			if others := n.otherEndpoints(); len(others) > 0 {
 				n.client.SetEndpoints(others...)
 				away = true
 				n.log.Warn("this node's member has no leader: etcd client moved to the other members", zap.Strings("endpoints", others))
