@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 	"cfgcluster/watch"
+	"cfgcluster/watch/watchtest"
 )
 
 // Observer is a watch client on every member of a cluster, as a service
@@ -25,27 +25,8 @@ type Observer struct {
 	C    *watch.Client
 	sub  *watch.Subscription
 	etcd *clientv3.Client
-	mu   sync.Mutex
-	seq  []observed
+	rec  watchtest.Recorder
 	from int64 // the revision already applied when it started; Verify moves it on
-}
-
-// observed is a batch, or (Resync non-nil) a resync notice.
-type observed struct {
-	Batch  watch.Batch
-	Resync *watch.Resync
-}
-
-func (o *Observer) add(b watch.Batch) {
-	o.mu.Lock()
-	o.seq = append(o.seq, observed{Batch: b})
-	o.mu.Unlock()
-}
-
-func (o *Observer) resync(r watch.Resync) {
-	o.mu.Lock()
-	o.seq = append(o.seq, observed{Resync: &r})
-	o.mu.Unlock()
 }
 
 // Observe starts an observer; the test's cleanup closes it.
@@ -64,7 +45,7 @@ func (cl *Cluster) Observe(t *testing.T) *Observer {
 		t.Fatal(err)
 	}
 	o := &Observer{C: c, etcd: etcd, from: c.Revision()}
-	o.sub = c.Subscribe("*", watch.HandlerFuncs{BatchFunc: o.add, ResyncFunc: o.resync})
+	o.sub = c.Subscribe("*", &o.rec)
 	t.Cleanup(func() { c.Close(); etcd.Close() })
 	return o
 }
@@ -128,17 +109,7 @@ func (o *Observer) Verify() (int, error) {
 	}
 	// Check what was given up to the last audited change; keep anything
 	// later (written after the audit was read) for the next Verify.
-	o.mu.Lock()
-	cut := len(o.seq)
-	for i, x := range o.seq {
-		if x.Resync == nil && x.Batch.Revision > last {
-			cut = i
-			break
-		}
-	}
-	seq := slices.Clone(o.seq[:cut])
-	o.seq = slices.Clone(o.seq[cut:])
-	o.mu.Unlock()
+	seq := o.rec.Take(last)
 	seen := map[int64]bool{}
 	var covered [][2]int64 // (after, upTo]: revisions a re-list stands for
 	prev, n := o.from, 0

@@ -21,6 +21,7 @@ import (
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 	"cfgcluster/watch"
+	"cfgcluster/watch/watchtest"
 )
 
 func TestMain(m *testing.M) {
@@ -107,37 +108,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // recorder collects batches and resync notices.
-type recorder struct {
-	mu      sync.Mutex
-	batches []watch.Batch
-	resyncs []watch.Resync
-}
-
-func (r *recorder) OnPut(watch.Event)    {}
-func (r *recorder) OnUpdate(watch.Event) {}
-func (r *recorder) OnDelete(watch.Event) {}
-func (r *recorder) OnBatch(b watch.Batch) {
-	r.mu.Lock()
-	r.batches = append(r.batches, b)
-	r.mu.Unlock()
-}
-func (r *recorder) OnResync(n watch.Resync) {
-	r.mu.Lock()
-	r.resyncs = append(r.resyncs, n)
-	r.mu.Unlock()
-}
-func (r *recorder) snapshot() ([]watch.Batch, []watch.Resync) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.batches), slices.Clone(r.resyncs)
-}
-func (r *recorder) last() int64 {
-	b, _ := r.snapshot()
-	if len(b) == 0 {
-		return 0
-	}
-	return b[len(b)-1].Revision
-}
+type recorder = watchtest.Recorder
 
 func TestLookupChain(t *testing.T) {
 	e := setup(t)
@@ -220,8 +191,8 @@ func TestOrderedGapFreeWholeTransactions(t *testing.T) {
 		}
 		last = max(last, r.Revision)
 	}
-	eventually(t, "the last revision", func() bool { return rec.last() == last && sub.HasSynced() })
-	got, _ := rec.snapshot()
+	eventually(t, "the last revision", func() bool { return rec.Last() == last && sub.HasSynced() })
+	got, _ := rec.Snapshot()
 	if len(got) != len(want) {
 		t.Fatalf("got %d batches, want %d", len(got), len(want))
 	}
@@ -330,10 +301,10 @@ func TestCompactionWhileWatching(t *testing.T) {
 		t.Fatal("state after re-list")
 	}
 	eventually(t, "diff events and a resync", func() bool {
-		b, r := rec.snapshot()
+		b, r := rec.Snapshot()
 		return len(b) > 0 && len(r) > 0
 	})
-	b, r := rec.snapshot()
+	b, r := rec.Snapshot()
 	kinds := map[string]watch.Kind{}
 	for _, ev := range b[len(b)-1].Events {
 		kinds[ev.Key] = ev.Kind
@@ -364,14 +335,14 @@ func TestMemberRestart(t *testing.T) {
 	rec := &recorder{}
 	c.Subscribe("log.level", rec)
 	r1 := e.set(t, "log.level", "warn")
-	eventually(t, "first change", func() bool { return rec.last() == r1 })
+	eventually(t, "first change", func() bool { return rec.Last() == r1 })
 	e.m.Restart(t) // etcd's Close waits for open watch streams: this takes seconds
 	r2 := e.set(t, "log.level", "error")
-	eventually(t, "change after restart", func() bool { return rec.last() == r2 })
+	eventually(t, "change after restart", func() bool { return rec.Last() == r2 })
 	if c.String("log.level", "") != "error" {
 		t.Fatal("cache after restart")
 	}
-	b, _ := rec.snapshot()
+	b, _ := rec.Snapshot()
 	if len(b) != 2 {
 		t.Fatalf("batches: %+v", b)
 	}
@@ -441,8 +412,8 @@ func TestRequiresRestart(t *testing.T) {
 	if len(p) != 1 || p[0].Key != "db.password" || p[0].Value != "two" {
 		t.Fatalf("pending: %+v", p)
 	}
-	eventually(t, "event", func() bool { b, _ := rec.snapshot(); return len(b) == 1 })
-	b, _ := rec.snapshot()
+	eventually(t, "event", func() bool { b, _ := rec.Snapshot(); return len(b) == 1 })
+	b, _ := rec.Snapshot()
 	if ev := b[0].Events[0]; !ev.RequiresRestart || ev.New != "two" || ev.Old != "one" {
 		t.Fatalf("event: %+v", ev)
 	}
@@ -505,10 +476,10 @@ func TestFailoverAcrossMembers(t *testing.T) {
 	for i, m := range cl.Members {
 		m.Stop()
 		want = append(want, e.set(t, "taskqueue.max_workers", fmt.Sprint(10+i)))
-		eventually(t, fmt.Sprintf("the write with member %d down", i), func() bool { return rec.last() == want[len(want)-1] })
+		eventually(t, fmt.Sprintf("the write with member %d down", i), func() bool { return rec.Last() == want[len(want)-1] })
 		m.Restart(t)
 	}
-	b, _ := rec.snapshot()
+	b, _ := rec.Snapshot()
 	var got []int64
 	for _, x := range b {
 		got = append(got, x.Revision)

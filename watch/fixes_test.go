@@ -45,8 +45,8 @@ func TestRefreshNeverGoesBack(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	eventually(t, "the last write", func() bool { return r.last() == last })
-	b, _ := r.snapshot()
+	eventually(t, "the last write", func() bool { return r.Last() == last })
+	b, _ := r.Snapshot()
 	for i := 1; i < len(b); i++ {
 		if b[i].Revision <= b[i-1].Revision {
 			t.Fatalf("batch %d has revision %d after %d", i, b[i].Revision, b[i-1].Revision)

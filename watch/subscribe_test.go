@@ -28,9 +28,9 @@ func TestPatternsAndUnsubscribe(t *testing.T) {
 	}
 	// One transaction over two keys: each subscriber gets its part, whole.
 	rev := e.set(t, "session.idle_timeout", "10m", "log.level", "warn")
-	eventually(t, "delivery", func() bool { return all.last() == rev && session.last() == rev && idle.last() == rev })
-	ab, _ := all.snapshot()
-	sb, _ := session.snapshot()
+	eventually(t, "delivery", func() bool { return all.Last() == rev && session.Last() == rev && idle.Last() == rev })
+	ab, _ := all.Snapshot()
+	sb, _ := session.Snapshot()
 	if len(ab[0].Events) != 2 || len(sb[0].Events) != 1 || sb[0].Events[0].Key != "session.idle_timeout" {
 		t.Fatalf("all %+v session %+v", ab, sb)
 	}
@@ -41,8 +41,8 @@ func TestPatternsAndUnsubscribe(t *testing.T) {
 		t.Fatal("Unsubscribe should succeed once")
 	}
 	rev = e.set(t, "session.idle_timeout", "11m")
-	eventually(t, "delivery", func() bool { return session.last() == rev })
-	if b, _ := idle.snapshot(); len(b) != 1 {
+	eventually(t, "delivery", func() bool { return session.Last() == rev })
+	if b, _ := idle.Snapshot(); len(b) != 1 {
 		t.Fatal("an unsubscribed handler was called")
 	}
 }
@@ -77,13 +77,13 @@ func TestSlowSubscriberIsIsolated(t *testing.T) {
 			<-slow.entered // it holds its first batch
 		}
 	}
-	eventually(t, "the fast subscriber", func() bool { return fast.last() == last })
+	eventually(t, "the fast subscriber", func() bool { return fast.Last() == last })
 	if c.Int("taskqueue.max_workers", 0) != 10 {
 		t.Fatal("the cache waited for a slow subscriber")
 	}
 	close(slow.release)
-	eventually(t, "the resync notice", func() bool { _, r := slow.snapshot(); return len(r) == 1 })
-	b, r := slow.snapshot()
+	eventually(t, "the resync notice", func() bool { _, r := slow.Snapshot(); return len(r) == 1 })
+	b, r := slow.Snapshot()
 	if len(b) != 4 || r[0].Reason != "overflow" || r[0].Dropped != 6 || r[0].Revision != last {
 		t.Fatalf("slow got %d batches and %+v; want 1 running + 3 queued, then 6 dropped", len(b), r)
 	}
@@ -127,8 +127,8 @@ func TestPanickingSubscriberTripsBreaker(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		last = e.set(t, "log.level", []string{"debug", "info"}[i%2])
 	}
-	eventually(t, "the healthy subscriber", func() bool { return ok.last() == last })
-	b, _ := ok.snapshot()
+	eventually(t, "the healthy subscriber", func() bool { return ok.Last() == last })
+	b, _ := ok.Snapshot()
 	if len(b) != 8 {
 		t.Fatalf("healthy subscriber got %d of 8", len(b))
 	}
