@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -239,4 +240,26 @@ func (cl *Cluster) Client(t testing.TB) *clientv3.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Scratch starts a throwaway single-member cluster in a temporary folder
+// (for examples, outside any test) and returns a client of it and a stop
+// function that closes both and removes the folder.
+func Scratch() (*clientv3.Client, func(), error) {
+	dir, err := os.MkdirTemp("", "etcdtest-")
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := New(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		m.Stop()
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); m.Stop(); os.RemoveAll(dir) }, nil
 }

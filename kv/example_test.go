@@ -3,9 +3,6 @@ package kv_test
 import (
 	"context"
 	"fmt"
-	"os"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
@@ -15,15 +12,11 @@ import (
 // A store over etcd: a schema, a validated change with its audit record, a
 // change a rule refuses, and the history.
 func ExampleStore() {
-	dir, _ := os.MkdirTemp("", "kv-example")
-	defer os.RemoveAll(dir)
-	m, err := etcdtest.New(dir)
+	etcd, stop, err := etcdtest.Scratch() // a throwaway etcd member
 	if err != nil {
 		panic(err)
 	}
-	defer m.Stop()
-	etcd, _ := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}})
-	defer etcd.Close()
+	defer stop()
 
 	ctx := context.Background()
 	s := kv.New(etcd)

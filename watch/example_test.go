@@ -3,9 +3,6 @@ package watch_test
 import (
 	"context"
 	"fmt"
-	"os"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
@@ -15,15 +12,11 @@ import (
 // A service's view of the configuration: typed reads from the cache, and a
 // subscriber told of every change.
 func ExampleClient() {
-	dir, _ := os.MkdirTemp("", "watch-example")
-	defer os.RemoveAll(dir)
-	m, err := etcdtest.New(dir)
+	etcd, stop, err := etcdtest.Scratch() // a throwaway etcd member
 	if err != nil {
 		panic(err)
 	}
-	defer m.Stop()
-	etcd, _ := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}})
-	defer etcd.Close()
+	defer stop()
 	ctx := context.Background()
 	store := kv.New(etcd)
 	if _, err := store.SetSchema(ctx, kv.Meta{}, []byte("keys:\n  log.level: {type: enum, values: [debug, info, warn], default: info}\n")); err != nil {
