@@ -57,6 +57,7 @@ func flags() []cli.Flag {
 		flag("max-streams-per-client", "4096", "SSE watch streams one client address may hold open"),
 		flag("audit-retention", "2160h", "keep audit records this long (each key keeps its last change before it; 0: no age limit)"),
 		flag("audit-max-records", "100000", "keep at most this many audit records (0: no count limit)"),
+		flag("audit-prune-interval", "10m", "how often each node prunes the audit trail to its retention"),
 		flag("allowed-origins", "", "comma-separated web origins (https://console.example.com) whose browsers may write; other cross-origin writes are refused"),
 		flag("log-level", "info", "debug, info, warn or error"),
 		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
@@ -107,6 +108,10 @@ func run(c *cli.Context) error {
 		}
 		limits[f] = v
 	}
+	pruneEvery, err := time.ParseDuration(c.String("audit-prune-interval"))
+	if err != nil || pruneEvery <= 0 {
+		return fmt.Errorf("--audit-prune-interval: %q is not a duration such as 10m", c.String("audit-prune-interval"))
+	}
 	if retention == 0 && maxRecords == 0 {
 		return fmt.Errorf("--audit-retention and --audit-max-records are both 0: the audit trail would grow until etcd is full; bound at least one")
 	}
@@ -128,6 +133,7 @@ func run(c *cli.Context) error {
 		Prefix:                  c.String("prefix"),
 		AllowedOrigins:          list(c.String("allowed-origins")),
 		AuditRetention:          kv.Retention{MaxAge: retention, MaxRecords: maxRecords},
+		PruneEvery:              pruneEvery,
 		MaxConnections:          limits["max-connections"],
 		MaxStreamsPerClient:     limits["max-streams-per-client"],
 		HeartbeatMs:             uint(limits["heartbeat-interval"]),
