@@ -108,8 +108,10 @@ func (o *Observer) Verify() (int, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Check what was given up to the last audited change; keep anything
-	// later (written after the audit was read) for the next Verify.
+	// later (written after the audit was read) for the next Verify. A
+	// failed check is reported once: the next one starts after it.
 	seq := o.rec.Take(last)
+	defer func() { o.from = max(o.from, last) }()
 	seen := map[int64]bool{}
 	var covered [][2]int64 // (after, upTo]: revisions a re-list stands for
 	prev, n := o.from, 0
@@ -147,7 +149,6 @@ func (o *Observer) Verify() (int, error) {
 		}
 		return 0, fmt.Errorf("watch: revision %d (%v) was never delivered (a gap)", rev, want[rev])
 	}
-	o.from = max(o.from, last)
 	// The cache equals a linearizable read at the same revision.
 	sch, _, _, err := store.Schema(ctx)
 	if err != nil {

@@ -70,13 +70,16 @@ func (r *Recorder) Last() int64 {
 }
 
 // Take removes and returns what was recorded up to the first batch after
-// revision upTo; what came later stays for the next Take.
+// revision upTo; what came later stays for the next Take. A re-list's batch
+// (one a resync notice of its revision follows) stands for every revision
+// up to its own, so it is taken, with its notice, whatever its revision.
 func (r *Recorder) Take(upTo int64) []Item {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cut := len(r.seq)
 	for i, x := range r.seq {
-		if x.Resync == nil && x.Batch.Revision > upTo {
+		relist := i+1 < len(r.seq) && r.seq[i+1].Resync != nil && r.seq[i+1].Resync.Revision == x.Batch.Revision
+		if x.Resync == nil && x.Batch.Revision > upTo && !relist {
 			cut = i
 			break
 		}
