@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,8 +255,17 @@ func TestCacheFollowsChanges(t *testing.T) {
 // flaky wraps etcd and can cut the watch: while cut, every watch ends at once.
 type flaky struct {
 	*clientv3.Client
-	mu  sync.Mutex
-	cut bool
+	mu       sync.Mutex
+	cut      bool
+	failGets atomic.Int32 // Gets to fail before the next succeeds
+}
+
+func (f *flaky) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if f.failGets.Add(-1) >= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	f.failGets.Store(0)
+	return f.Client.Get(ctx, key, opts...)
 }
 
 func (f *flaky) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
@@ -278,7 +288,7 @@ func (f *flaky) setCut(cut bool) {
 
 // When etcd compacts past the client's revision while its watch is down,
 // the client re-lists and emits the differences, deletes included, and
-// tells subscribers to resync.
+// tells subscribers to resync — also when its first attempts to re-list fail.
 func TestCompactionWhileWatching(t *testing.T) {
 	e := setup(t)
 	e.set(t, "site.banner", "before", "log.level", "warn")
@@ -295,6 +305,7 @@ func TestCompactionWhileWatching(t *testing.T) {
 	e.del(t, "log.level")
 	last := e.set(t, "taskqueue.max_workers", "99")
 	etcdtest.Compact(t, e.etcd)
+	f.failGets.Store(2) // the first re-lists fail: the one that succeeds must still tell of the resync
 	f.setCut(false)
 	eventually(t, "the re-list", func() bool { return c.Revision() >= last && c.String("site.banner", "") == "after" })
 	if c.String("log.level", "") != "info" || c.Int("taskqueue.max_workers", 0) != 99 {

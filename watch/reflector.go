@@ -71,13 +71,17 @@ func (c *Client) list(ctx context.Context) (int64, error) {
 	sort.Slice(evs, func(i, j int) bool { return string(evs[i].Kv.Key) < string(evs[j].Kv.Key) })
 	fromSnapshot := c.from == SourceSnapshot
 	c.from = SourceCluster
+	// A re-list tells every subscriber to resync: it coalesced what it
+	// missed into one diff batch. Only the very first list does not,
+	// even when a re-list failed and the client counts as unsynced.
 	wasSynced := c.synced.Swap(true)
+	relisted := c.listed.Swap(true)
 	c.mu.Unlock()
 	if fromSnapshot || schemaChanged || !wasSynced {
 		c.cache.clear() // nothing served before the first list (marked stale) stays
 	}
 	c.applyLocked(rev, evs, true)
-	if wasSynced || fromSnapshot {
+	if relisted || fromSnapshot {
 		c.mux.resyncAll(rev)
 	}
 	return rev, nil
