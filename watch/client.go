@@ -84,7 +84,7 @@ type Client struct {
 	windows   map[string]*kv.Window // maintenance windows by scope, as stored
 
 	synced    atomic.Bool
-	listed    atomic.Bool // a list has succeeded once: every later one is a re-list
+	listed    atomic.Bool   // a list has succeeded once: every later one is a re-list
 	attempts  atomic.Uint64 // watch streams opened
 	confirmed atomic.Int64  // unix nanos when etcd last confirmed the revision
 	clusterID atomic.Uint64 // etcd's cluster id at the last list
