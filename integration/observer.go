@@ -128,10 +128,14 @@ func (o *Observer) Verify() (int, error) {
 		n++
 		seen[b.Revision] = true
 		relist := i+1 < len(seq) && seq[i+1].Resync != nil && seq[i+1].Resync.Revision == b.Revision
-		prev = max(prev, b.Revision)
 		if relist {
-			continue // a re-list's diff: what changed over the revisions it covers
+			// A re-list's diff: what changed over every revision since the
+			// last batch, up to its own.
+			covered = append(covered, [2]int64{prev, b.Revision})
+			prev = max(prev, b.Revision)
+			continue
 		}
+		prev = max(prev, b.Revision)
 		var keys []string
 		for _, e := range b.Events {
 			keys = append(keys, e.Key)
