@@ -120,7 +120,7 @@ func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 		// to the others while it has no leader): a fault of another member
 		// then costs this node nothing.
 		cc.Endpoints = n.ownEndpoints()
-		if n.etcd.Server.IsLearner() {
+		if n.learner() {
 			// A learner serves no client requests until it is promoted.
 			cc.Endpoints = n.otherEndpoints()
 		}
@@ -154,6 +154,14 @@ func (n *Node) ownEndpoints() []string {
 	return out
 }
 
+// learner reports whether the node's member is a learner. It reads the
+// membership rather than etcd's IsLearner, which panics once the member has
+// been removed from the cluster.
+func (n *Node) learner() bool {
+	m := n.etcd.Server.Cluster().Member(n.etcd.Server.MemberID())
+	return m != nil && m.IsLearner
+}
+
 // otherEndpoints are the client URLs of the cluster's other voting members.
 func (n *Node) otherEndpoints() []string {
 	var out []string
@@ -174,7 +182,7 @@ func (n *Node) followMember(ctx context.Context) {
 	defer n.bg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	own, away := n.ownEndpoints(), n.etcd.Server.IsLearner()
+	own, away := n.ownEndpoints(), n.learner()
 	var lost time.Time // when the member was first seen without a leader
 	for {
 		select {
@@ -182,7 +190,10 @@ func (n *Node) followMember(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		hasLeader := n.etcd.Server.Leader() != types.ID(raft.None) && !n.etcd.Server.IsLearner()
+		if n.stopped.Load() != nil {
+			return // removed from the cluster, or stopped: watchMember shuts the node down
+		}
+		hasLeader := n.etcd.Server.Leader() != types.ID(raft.None) && !n.learner()
 		switch {
 		case hasLeader:
 			lost = time.Time{}
