@@ -3,6 +3,7 @@ package etcdtest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -47,12 +48,11 @@ func New(dir string, opts ...func(*embed.Config)) (*Member, error) {
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	var urls [2]url.URL
 	for i := range urls {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeAddr()
 		if err != nil {
 			return nil, err
 		}
-		urls[i] = url.URL{Scheme: "http", Host: l.Addr().String()}
-		l.Close()
+		urls[i] = url.URL{Scheme: "http", Host: addr}
 	}
 	peer, client := urls[0], urls[1]
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
@@ -149,17 +149,29 @@ func Compact(t testing.TB, c *clientv3.Client) int64 {
 	return r.Header.Revision
 }
 
-// FreeAddr returns a loopback address (127.0.0.1:PORT) with a port the
-// kernel just handed out and that is free again. The kernel does not hand a
-// just-freed ephemeral port out again at once, so parallel tests do not clash.
+// FreeAddr returns a loopback address (127.0.0.1:PORT) with a port that is
+// free now. Ports come at random from below the kernel's ephemeral range
+// (32768–60999 here): an outgoing connection of another test, which takes
+// an ephemeral port, can then never take the port between this check and
+// the listen that follows it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
+}
+
+func freeAddr() (string, error) {
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("etcdtest: no free port below the ephemeral range")
 }
 
 // FreeURL is FreeAddr as an http URL.
