@@ -140,12 +140,15 @@ func (s *Store) update(ctx context.Context, meta Meta, prefetch []string, fn fun
 				s.countInvalid(err, "type")
 				return nil, err
 			}
-		} else if res, ok, err = tx.commit(meta); ok || err != nil && !(errors.Is(err, rpctypes.ErrNoLeader) && attempt+1 < s.maxRetries) {
+		} else if res, ok, err = tx.commit(meta); ok {
+			return res, nil
+		} else if err != nil {
 			// A member without a leader refuses before proposing: the
 			// change was not made, and a retry may find a leader.
-			return res, err
-		}
-		if s.metrics != nil {
+			if !errors.Is(err, rpctypes.ErrNoLeader) || attempt+1 >= s.maxRetries {
+				return nil, err
+			}
+		} else if s.metrics != nil {
 			s.metrics.conflicts.Inc()
 		}
 		if attempt+1 >= s.maxRetries {

@@ -227,36 +227,36 @@ const requestTimeout = 3 * time.Second
 // a leader (a member without one answers at once instead of waiting).
 type guardedKV struct{ clientv3.KV }
 
-func guard(ctx context.Context) (context.Context, context.CancelFunc) {
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(clientv3.WithRequireLeader(ctx), requestTimeout)
 }
 
 func (g guardedKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	ctx, cancel := guard(ctx)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	return g.KV.Get(ctx, key, opts...)
 }
 
 func (g guardedKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
-	ctx, cancel := guard(ctx)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	return g.KV.Put(ctx, key, val, opts...)
 }
 
 func (g guardedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
-	ctx, cancel := guard(ctx)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	return g.KV.Delete(ctx, key, opts...)
 }
 
 func (g guardedKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
-	ctx, cancel := guard(ctx)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	return g.KV.Do(ctx, op)
 }
 
 func (g guardedKV) Txn(ctx context.Context) clientv3.Txn {
-	ctx, cancel := guard(ctx)
+	ctx, cancel := bounded(ctx)
 	return &guardedTxn{Txn: g.KV.Txn(ctx), cancel: cancel}
 }
 
