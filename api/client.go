@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"cfgcluster/cfgerr"
@@ -26,9 +27,40 @@ type Client struct {
 	HTTP     *http.Client
 }
 
-// NewClient returns a client of the node at endpoint.
+// NewClient returns a client of the node at endpoint: a URL, or host:port
+// for http://host:port.
 func NewClient(endpoint, actor string) *Client {
+	if !strings.Contains(endpoint, "://") {
+		endpoint = "http://" + endpoint
+	}
 	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Actor: actor, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// unreachable is the error of a request that got no answer; a refused
+// connection says what usually causes it.
+func (c *Client) unreachable(err error) error {
+	msg := fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		msg += " (is cfgnode running there? start one with: cfgnode --schema FILE; its API listens on 127.0.0.1:7380 by default)"
+	}
+	return &cfgerr.Error{Code: cfgerr.Unavailable, Message: msg, Err: err}
+}
+
+// checkAPI refuses an answer that did not come from a cfgnode API: without
+// it, an etcd client port's 404 would read as a missing key.
+func (c *Client) checkAPI(resp *http.Response) error {
+	if resp.Header.Get(VersionHeader) != "" {
+		return nil
+	}
+	return cfgerr.Errorf(cfgerr.Unavailable, "", "endpoint",
+		"%s is not a cfgnode API (it answered %s without the %s header); cfgnode's API listens on 127.0.0.1:7380 by default",
+		c.Endpoint, resp.Status, VersionHeader)
+}
+
+// Version returns the node's build, API and etcd versions.
+func (c *Client) Version(ctx context.Context) (*VersionInfo, error) {
+	var v VersionInfo
+	return &v, c.do(ctx, http.MethodGet, "/v1/version", nil, &v)
 }
 
 // Get returns a key's value, at rev if rev > 0.
@@ -229,9 +261,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
+	if err := c.checkAPI(resp); err != nil {
+		return err
+	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("reading the answer of %s: %v", c.Endpoint, err), Err: err}
@@ -305,7 +340,11 @@ func (c *Client) stream(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := (&http.Client{Transport: transport}).Do(req)
 	if err != nil {
-		return nil, &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err), Err: err}
+		return nil, c.unreachable(err)
+	}
+	if err := c.checkAPI(resp); err != nil {
+		resp.Body.Close()
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

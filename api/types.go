@@ -6,6 +6,18 @@ import "time"
 // authentication lands; the audit trail records it.
 const ActorHeader = "X-Cfgcluster-Actor"
 
+// VersionHeader is on every answer of a node's API, with the API version
+// (v1): a client that gets an answer without it reached some other server.
+const VersionHeader = "Cfgcluster-Api"
+
+// VersionInfo answers GET /v1/version.
+type VersionInfo struct {
+	Node      string `json:"node"`                 // the node's build (version.Build)
+	API       string `json:"api"`                  // the API version it serves
+	Etcd      string `json:"etcd,omitempty"`       // the version of the etcd member it talks to first
+	ClusterID string `json:"cluster_id,omitempty"` // etcd's cluster ID, in hex
+}
+
 // Value is a key's value with its metadata. Sensitive values are Redacted.
 type Value struct {
 	Key             string     `json:"key"`
@@ -60,7 +72,9 @@ type WriteResult struct {
 	Revision int64          `json:"revision,omitempty"`
 	DryRun   bool           `json:"dry_run,omitempty"`
 	Changes  []ChangeRecord `json:"changes"`
-	Rollout  *Rollout       `json:"rollout,omitempty"` // with ?wait=
+	// Unchanged are keys asked to be deleted that had no value: done already.
+	Unchanged []string `json:"unchanged,omitempty"`
+	Rollout   *Rollout `json:"rollout,omitempty"` // with ?wait=
 }
 
 // ChangeRecord is one key's part of a change.
@@ -178,6 +192,7 @@ type WatchEvent struct {
 	New             any        `json:"new,omitempty"`
 	Actor           string     `json:"actor,omitempty"`
 	Time            *time.Time `json:"time,omitempty"`
+	Comment         string     `json:"comment,omitempty"`
 	RequiresRestart bool       `json:"requires_restart,omitempty"`
 }
 

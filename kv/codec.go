@@ -54,6 +54,29 @@ type envelope struct {
 	Sensitive bool `json:"s,omitempty"`
 }
 
+// ChangeMeta is who made a change, when and why. The generation key holds
+// the latest value change's (see Layout.GenerationKey).
+type ChangeMeta struct {
+	Actor   string    `json:"by,omitempty"`
+	Time    time.Time `json:"at"`
+	Comment string    `json:"c,omitempty"`
+}
+
+func encodeChangeMeta(meta Meta, at time.Time) string {
+	b, _ := json.Marshal(ChangeMeta{Actor: meta.Actor, Time: at.UTC(), Comment: meta.Comment})
+	return string(b)
+}
+
+// DecodeChangeMeta decodes the generation key's value; false if it holds
+// none (nodes before this field wrote it empty).
+func DecodeChangeMeta(b []byte) (ChangeMeta, bool) {
+	var m ChangeMeta
+	if len(b) == 0 || json.Unmarshal(b, &m) != nil {
+		return ChangeMeta{}, false
+	}
+	return m, true
+}
+
 // encodeValue encodes a typed value for an envelope, refusing one over MaxValueBytes.
 func encodeValue(k *schema.Key, v any) (json.RawMessage, error) {
 	raw, err := json.Marshal(schema.Encode(v))

@@ -13,7 +13,14 @@ import (
 // change won and the caller should retry.
 func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	if len(tx.order) == 0 && tx.newSch == nil {
-		return nil, false, cfgerr.Errorf(cfgerr.Invalid, "", "changes", "the change writes nothing")
+		if !tx.noop {
+			return nil, false, cfgerr.Errorf(cfgerr.Invalid, "", "changes", "the change writes nothing")
+		}
+		// Nothing to write: true only if what the change read still holds.
+		if current, err := tx.current(); err != nil || !current {
+			return nil, false, err
+		}
+		return &Result{Changes: []Change{}, Unchanged: tx.unchanged, DryRun: meta.DryRun}, true, nil
 	}
 	if err := tx.check(); err != nil {
 		if err = tx.confirm(err); err != nil {
@@ -59,12 +66,12 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		if current, err := tx.current(); err != nil || !current {
 			return nil, false, err
 		}
-		return &Result{Changes: rec.Changes, DryRun: true}, true, nil
+		return &Result{Changes: rec.Changes, Unchanged: tx.unchanged, DryRun: true}, true, nil
 	}
 	ops = append(ops, tx.s.auditOps(rec)...)
 
 	if len(tx.order) > 0 {
-		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""))
+		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), encodeChangeMeta(meta, now)))
 	}
 	// If every read is still current, write; else read back what changed,
 	// in the same round trip, for the retry.
@@ -92,7 +99,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	if tx.newSch != nil {
 		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: rev, Value: tx.doc}})
 	}
-	return &Result{Revision: rev, Changes: rec.Changes}, true, nil
+	return &Result{Revision: rev, Changes: rec.Changes, Unchanged: tx.unchanged}, true, nil
 }
 
 // guards are the commit's compares (every read, the listing and the schema

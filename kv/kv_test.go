@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,7 @@ func rev(t *testing.T, c *clientv3.Client) int64 {
 }
 
 func TestSetGetDefaultsAndList(t *testing.T) {
-	s, _ := newStore(t)
+	s, c := newStore(t)
 	e, err := s.Get(ctx(t), "session.idle_timeout", 0)
 	if err != nil || e.Source != kv.SourceDefault || e.Value != 15*time.Minute {
 		t.Fatalf("default: %+v, %v", e, err)
@@ -90,8 +91,19 @@ func TestSetGetDefaultsAndList(t *testing.T) {
 	if e, _ := s.Get(ctx(t), "session.idle_timeout", 0); e.Source != kv.SourceDefault {
 		t.Fatalf("after delete: %+v", e)
 	}
-	if _, err := s.Apply(ctx(t), kv.Meta{Action: kv.ActionDelete}, []kv.Write{{Key: "session.idle_timeout", Delete: true}}); cfgerr.CodeOf(err) != cfgerr.NotFound {
-		t.Fatalf("delete of a key with no value: %v", err)
+	// Deleting it again is done already: reported, nothing written.
+	before := rev(t, c)
+	if r, err := s.Apply(ctx(t), kv.Meta{Action: kv.ActionDelete}, []kv.Write{{Key: "session.idle_timeout", Delete: true}}); err != nil ||
+		r.Revision != 0 || len(r.Changes) != 0 || !slices.Equal(r.Unchanged, []string{"session.idle_timeout"}) {
+		t.Fatalf("delete of a key with no value: %+v %v", r, err)
+	}
+	// In a batch, the no-op delete is reported and the rest is written.
+	r2, err := s.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "session.idle_timeout", Delete: true}, {Key: "log.level", Text: text("warn")}})
+	if err != nil || r2.Revision == 0 || len(r2.Changes) != 1 || r2.Changes[0].Key != "log.level" || !slices.Equal(r2.Unchanged, []string{"session.idle_timeout"}) {
+		t.Fatalf("batch with a no-op delete: %+v %v", r2, err)
+	}
+	if r2.Revision != before+1 {
+		t.Fatalf("the no-op delete moved etcd's revision: %d after %d", r2.Revision, before)
 	}
 	// The value at an old revision.
 	if e, err := s.Get(ctx(t), "session.idle_timeout", r.Revision); err != nil || e.Value != 20*time.Minute {
@@ -343,8 +355,14 @@ func TestRollbackAll(t *testing.T) {
 			t.Fatalf("%s: now %v, was %v", now[i].Key, now[i].Value, was[i].Value)
 		}
 	}
-	if _, err := s.RollbackAll(ctx(t), kv.Meta{}, base.Revision); cfgerr.CodeOf(err) != cfgerr.Invalid {
-		t.Fatalf("second rollback to the same state: %v", err)
+	// A second rollback to the same state has nothing to do: a success
+	// that writes nothing.
+	before := rev(t, c)
+	if r, err := s.RollbackAll(ctx(t), kv.Meta{}, base.Revision); err != nil || r.Revision != 0 || len(r.Changes) != 0 {
+		t.Fatalf("second rollback to the same state: %+v %v", r, err)
+	}
+	if after := rev(t, c); after != before {
+		t.Fatalf("nothing to roll back moved etcd's revision from %d to %d", before, after)
 	}
 	etcdtest.Compact(t, c)
 	if _, err := s.RollbackAll(ctx(t), kv.Meta{}, base.Revision); cfgerr.CodeOf(err) != cfgerr.NotFound {
@@ -448,8 +466,8 @@ func TestStaleCacheAcrossNodes(t *testing.T) {
 	if _, err := b.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Delete: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Delete: true}}); cfgerr.CodeOf(err) != cfgerr.NotFound {
-		t.Fatalf("delete of a value deleted elsewhere: %v", err)
+	if r, err := a.Apply(ctx(t), kv.Meta{}, []kv.Write{{Key: "log.level", Delete: true}}); err != nil || len(r.Unchanged) != 1 {
+		t.Fatalf("delete of a value deleted elsewhere: %+v %v", r, err)
 	}
 	// A schema change made elsewhere is seen.
 	if _, err := b.SetSchema(ctx(t), kv.Meta{}, []byte("keys:\n  session.idle_timeout: {type: duration, max: 2h}\n  session.absolute_timeout: {type: duration}\n  taskqueue.max_workers: {type: int}\n")); err != nil {

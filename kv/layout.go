@@ -35,8 +35,9 @@ func (l Layout) SchemaKey() string { return l.prefix + "v1/schema" }
 // deletes a value, in the change's own transaction. A change that read every
 // value (a schema change, a rollback of everything) compares this one key
 // instead of each value's, so it stays within etcd's limit of operations per
-// transaction (--max-txn-ops, 128 by default) at any number of values. It is
-// outside the client range: services never receive it.
+// transaction (--max-txn-ops, 128 by default) at any number of values. Its
+// value is the change's ChangeMeta: it is the first key of the client range,
+// so a watcher learns who deleted a value (a delete leaves no envelope).
 func (l Layout) GenerationKey() string { return l.prefix + "v1/generation" }
 
 // ValuesPrefix is the prefix of every value envelope.
@@ -54,11 +55,12 @@ func (l Layout) KeyOf(etcdKey string) (string, bool) {
 func (l Layout) MaintenancePrefix() string { return l.prefix + "v1/maintenance/" }
 
 // ClientRange is the key range [start, end) that service clients watch:
-// maintenance windows, proposals, the schema and the values — everything a
-// service reacts to, and not the audit trail, the instance registry or auth,
-// which every instance would otherwise receive from every other.
+// the generation key, maintenance windows, proposals, the schema and the
+// values — everything a service reacts to, and not the audit trail, the
+// instance registry or auth, which every instance would otherwise receive
+// from every other.
 func (l Layout) ClientRange() (start, end string) {
-	return l.MaintenancePrefix(), l.prefix + "v1/values0" // '0' follows '/': the end of v1/values/
+	return l.GenerationKey(), l.prefix + "v1/values0" // '0' follows '/': the end of v1/values/
 }
 
 // AuditPrefix is the prefix of every audit record.

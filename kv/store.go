@@ -87,9 +87,12 @@ type Meta struct {
 
 // Result is what a change did.
 type Result struct {
-	Revision int64    `json:"revision"` // the change's revision; 0 for a dry run
+	Revision int64    `json:"revision"` // the change's revision; 0 for a dry run or when nothing changed
 	Changes  []Change `json:"changes"`
-	DryRun   bool     `json:"dry_run,omitempty"`
+	// Unchanged are keys the change asked to delete that had no value: done
+	// already, so not written and not in the audit record.
+	Unchanged []string `json:"unchanged,omitempty"`
+	DryRun    bool     `json:"dry_run,omitempty"`
 }
 
 // Write is one key's part of a change.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,8 +27,13 @@ type Tx struct {
 	listGen int64
 	writes  map[string]*pending
 	order   []string
-	doc     []byte         // a new schema document, if the change sets one
-	newSch  *schema.Schema // its parsed form
+	// unchanged are the keys whose write is a no-op (deleting a key that
+	// has no value); noop lets the change commit with nothing to write,
+	// once etcd confirms what it read.
+	unchanged []string
+	noop      bool
+	doc       []byte         // a new schema document, if the change sets one
+	newSch    *schema.Schema // its parsed form
 }
 
 type pending struct {
@@ -138,6 +144,9 @@ func (tx *Tx) Put(w Write) error {
 			return cfgerr.Errorf(cfgerr.FailedPrecondition, w.Key, "expect_revision", "expected revision %d, the key is at revision %d", *w.ExpectRevision, have)
 		}
 	}
+	if _, dup := tx.writes[w.Key]; dup || slices.Contains(tx.unchanged, w.Key) {
+		return cfgerr.Errorf(cfgerr.Invalid, w.Key, "", "the key is written twice in one change")
+	}
 	p := &pending{key: k}
 	if w.Delete {
 		kv, err := tx.read(w.Key)
@@ -145,7 +154,11 @@ func (tx *Tx) Put(w Write) error {
 			return err
 		}
 		if kv.ModRevision == 0 {
-			return cfgerr.Errorf(cfgerr.NotFound, w.Key, "", "the key has no value to delete")
+			// Deleting what is not there is done already (as kubectl
+			// apply's): reported, not refused. The read stays guarded.
+			tx.unchanged = append(tx.unchanged, w.Key)
+			tx.noop = true
+			return nil
 		}
 	} else {
 		if w.Text != nil {
@@ -159,9 +172,6 @@ func (tx *Tx) Put(w Write) error {
 		if p.raw, err = encodeValue(k, p.value); err != nil {
 			return err
 		}
-	}
-	if _, dup := tx.writes[w.Key]; dup {
-		return cfgerr.Errorf(cfgerr.Invalid, w.Key, "", "the key is written twice in one change")
 	}
 	tx.writes[w.Key] = p
 	tx.order = append(tx.order, w.Key)

@@ -88,7 +88,8 @@ func (s *Store) Rollback(ctx context.Context, meta Meta, key string, to int64) (
 
 // RollbackAll makes every stored value what it was at revision to, as one
 // new change: keys that differ are set, keys that had no value are deleted.
-// The revision must not be compacted.
+// When every value is as it was, it writes nothing and returns a Result
+// with no changes. The revision must not be compacted.
 func (s *Store) RollbackAll(ctx context.Context, meta Meta, to int64) (*Result, error) {
 	if to <= 0 {
 		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "to", "a revision to roll back to is required")
@@ -131,12 +132,7 @@ func (s *Store) RollbackAll(ctx context.Context, meta Meta, to int64) (*Result, 
 				errs = append(errs, tx.Put(Write{Key: key, Value: old[key].Value}))
 			}
 		}
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-		if len(tx.order) == 0 {
-			return cfgerr.Errorf(cfgerr.Invalid, "", "to", "every value is already as it was at revision %d", to)
-		}
-		return nil
+		tx.noop = true // every value as it was already: nothing to roll back
+		return errors.Join(errs...)
 	})
 }

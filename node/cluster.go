@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cfgcluster/version"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -58,6 +59,20 @@ func (n *Node) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
 		}
 	}
 	return out, nil
+}
+
+// version answers which build the node is, the API it serves, and the
+// version of the etcd member it talks to first (its own, when embedded).
+func (n *Node) version(w http.ResponseWriter, r *http.Request) error {
+	v := api.VersionInfo{Node: version.Build(), API: version.API}
+	if eps := n.client.Endpoints(); len(eps) > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if st, err := n.client.Status(ctx, eps[0]); err == nil {
+			v.Etcd, v.ClusterID = st.Version, fmt.Sprintf("%x", st.Header.ClusterId)
+		}
+	}
+	return writeJSON(w, http.StatusOK, v)
 }
 
 func (n *Node) getCluster(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cfgcluster/version"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,6 +78,7 @@ func (n *Node) routes() http.Handler {
 	handle("DELETE /v1/members/{member}", n.removeMember)
 	handle("POST /v1/defrag", n.defrag)
 	handle("GET /v1/snapshot", n.snapshot)
+	handle("GET /v1/version", n.version)
 	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.WriteString(w, "ok\n")
 		return err
@@ -116,6 +118,9 @@ func (n *Node) guard(next http.Handler) http.Handler {
 		refuse(w, cfgerr.Forbidden, "origin", "cross-origin %s refused (origin %q); allow it with --allowed-origins", r.Method, r.Header.Get("Origin"))
 	}))
 	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer says it comes from a cfgnode API, so a client that
+		// reached some other server (an etcd client port) can say so.
+		w.Header().Set(api.VersionHeader, version.API)
 		if err := n.serving(); err != nil && r.URL.Path != "/healthz" {
 			writeJSON(w, http.StatusServiceUnavailable, api.ErrorOf(err))
 			return
@@ -299,7 +304,7 @@ func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, write
 	}
 	n.awaitApplied(r.Context(), res)
 	out := wireResult(res)
-	if wait > 0 && !res.DryRun {
+	if wait > 0 && !res.DryRun && res.Revision != 0 {
 		if out.Rollout, err = n.waitRollout(r.Context(), res, wait); err != nil {
 			return err
 		}

@@ -338,7 +338,7 @@ func (n *Node) encodeBatch(b watch.Batch, prefix string) []byte {
 			continue // ring batches hold every key
 		}
 		we := api.WatchEvent{Kind: string(e.Kind), Key: e.Key, Old: wireAny(sch, e.Key, e.Old), New: wireAny(sch, e.Key, e.New),
-			Actor: e.Actor, RequiresRestart: e.RequiresRestart}
+			Actor: e.Actor, Comment: e.Comment, RequiresRestart: e.RequiresRestart}
 		if !e.Time.IsZero() {
 			t := e.Time
 			we.Time = &t

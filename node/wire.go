@@ -60,7 +60,7 @@ func cachedValue(sch *schema.Schema, v watch.Value) *api.Value {
 }
 
 func wireResult(r *kv.Result) api.WriteResult {
-	return api.WriteResult{Revision: r.Revision, DryRun: r.DryRun, Changes: wireChanges(r.Changes)}
+	return api.WriteResult{Revision: r.Revision, DryRun: r.DryRun, Changes: wireChanges(r.Changes), Unchanged: r.Unchanged}
 }
 
 func wireChanges(cs []kv.Change) []api.ChangeRecord {

@@ -231,16 +231,33 @@ func ptr(s string) *string { return &s }
 func TestCacheFollowsChanges(t *testing.T) {
 	e := setup(t)
 	c := newClient(t, e.etcd)
+	rec := &recorder{}
+	c.Subscribe("session.*", rec)
 	if c.Duration("session.idle_timeout", 0) != 15*time.Minute {
 		t.Fatal("default")
 	}
 	e.set(t, "session.idle_timeout", "20m")
 	eventually(t, "20m", func() bool { return c.Duration("session.idle_timeout", 0) == 20*time.Minute })
-	e.del(t, "session.idle_timeout")
+	r, err := e.store.Apply(bg(t), kv.Meta{Action: kv.ActionDelete, Actor: "carol", Comment: "back to normal"},
+		[]kv.Write{{Key: "session.idle_timeout", Delete: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "back to default", func() bool { return c.Duration("session.idle_timeout", 0) == 15*time.Minute })
 	v, _ := c.Lookup("session.idle_timeout")
 	if v.Source != watch.SourceDefault {
 		t.Fatalf("after delete: %+v", v)
+	}
+	// Events say who made each change and why, deletes included (which
+	// leave no envelope: the generation key tells).
+	eventually(t, "both events", func() bool { b, _ := rec.Snapshot(); return len(b) == 2 })
+	b, _ := rec.Snapshot()
+	if set := b[0].Events[0]; set.Actor != "admin" || set.Time.IsZero() {
+		t.Fatalf("set event: %+v", set)
+	}
+	if del := b[1].Events[0]; del.Kind != watch.Delete || del.Revision != r.Revision || del.Actor != "carol" ||
+		del.Comment != "back to normal" || del.Time.IsZero() {
+		t.Fatalf("delete event: %+v", del)
 	}
 	// Refresh reads through at once.
 	e.set(t, "log.level", "warn")

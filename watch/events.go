@@ -26,7 +26,8 @@ type Event struct {
 	Source   Source    // where New comes from: cluster, or default after a delete
 	Time     time.Time // when the change was committed (the writer's clock)
 	Actor    string
-	Revision int64 // the etcd revision of the change
+	Comment  string // why, as the change said
+	Revision int64  // the etcd revision of the change
 	// RequiresRestart marks a key the service applies only at restart: the
 	// cache keeps the value it started with, New is pending (the seed
 	// design's RestartRequiredEvent). See Client.PendingRestart.

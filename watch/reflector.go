@@ -171,7 +171,15 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 		puts    []*entry
 		removes []string
 		cached  = *c.cache.read.Load()
+		change  kv.ChangeMeta // who made the revision's change: for its deletes
 	)
+	if !list {
+		for _, ev := range evs {
+			if string(ev.Kv.Key) == c.layout.GenerationKey() && ev.Type == clientv3.EventTypePut {
+				change, _ = kv.DecodeChangeMeta(ev.Kv.Value)
+			}
+		}
+	}
 	for _, ev := range evs {
 		ek := string(ev.Kv.Key)
 		if ek == c.layout.SchemaKey() {
@@ -203,7 +211,8 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 			}
 			delete(c.rejected, key)
 			c.raw[key] = held{ev.Kv}
-			e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor, Revision: ev.Kv.ModRevision}
+			e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor,
+				Comment: dec.Comment, Revision: ev.Kv.ModRevision}
 			if had {
 				e.Kind = Update
 			}
@@ -216,7 +225,8 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 			}
 			delete(c.raw, key)
 			delete(c.rejected, key)
-			e = Event{Kind: Delete, Key: key, Old: old.Value, Source: SourceDefault, Revision: rev}
+			e = Event{Kind: Delete, Key: key, Old: old.Value, Source: SourceDefault, Revision: rev,
+				Actor: change.Actor, Time: change.Time, Comment: change.Comment}
 			if d, ok := c.defaultValue(key); ok {
 				e.New = d.Value
 			}
