@@ -24,6 +24,7 @@ import (
 type Client struct {
 	Endpoint string // http://127.0.0.1:7380
 	Actor    string // sent as ActorHeader
+	Token    string // sent as Authorization: Bearer, when set
 	HTTP     *http.Client
 }
 
@@ -34,6 +35,16 @@ func NewClient(endpoint, actor string) *Client {
 		endpoint = "http://" + endpoint
 	}
 	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Actor: actor, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// identify adds who is asking: the actor and the token.
+func (c *Client) identify(req *http.Request) {
+	if c.Actor != "" {
+		req.Header.Set(ActorHeader, c.Actor)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 }
 
 // unreachable is the error of a request that got no answer; a refused
@@ -252,9 +263,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if c.Actor != "" {
-		req.Header.Set(ActorHeader, c.Actor)
-	}
+	c.identify(req)
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -331,9 +340,7 @@ func errorOf(resp *http.Response, data []byte) error {
 // stream sends a request whose answer is a long body (a watch, a
 // snapshot): no client timeout, and an error answer already decoded.
 func (c *Client) stream(req *http.Request) (*http.Response, error) {
-	if c.Actor != "" {
-		req.Header.Set(ActorHeader, c.Actor)
-	}
+	c.identify(req)
 	transport := http.DefaultTransport
 	if c.HTTP != nil && c.HTTP.Transport != nil {
 		transport = c.HTTP.Transport

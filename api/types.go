@@ -23,7 +23,8 @@ type Value struct {
 	Key             string     `json:"key"`
 	Value           any        `json:"value"`
 	Type            string     `json:"type"`
-	Source          string     `json:"source"` // cluster | default
+	Source          string     `json:"source"`            // cluster | default | unset (list only: no value, no default)
+	Default         any        `json:"default,omitempty"` // the schema default, if the key has one
 	Revision        int64      `json:"revision,omitempty"`
 	CreateRevision  int64      `json:"create_revision,omitempty"`
 	Version         int64      `json:"version,omitempty"`

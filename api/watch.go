@@ -13,10 +13,24 @@ import (
 	"cfgcluster/cfgerr"
 )
 
+// WatchOption changes what Watch does.
+type WatchOption func(*watchOptions)
+
+type watchOptions struct{ open func() }
+
+// OnOpen calls fn once the node has accepted the stream: an error after it
+// is a stream that broke, not one that never opened.
+func OnOpen(fn func()) WatchOption { return func(o *watchOptions) { o.open = fn } }
+
 // Watch streams the changes under prefix from GET /v1/watch until ctx is
-// done or fn returns an error. With since > 0 it resumes after that
-// revision. fn gets each batch; resync, when not nil, gets resync notices.
-func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(WatchBatch) error, resync func(WatchResync) error) error {
+// done, the node ends the stream (nil) or fn returns an error. With since > 0
+// it resumes after that revision (Last-Event-ID). fn gets each batch;
+// resync, when not nil, gets resync notices.
+func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(WatchBatch) error, resync func(WatchResync) error, opts ...WatchOption) error {
+	var o watchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint+"/v1/watch?"+url.Values{"prefix": {prefix}}.Encode(), nil)
 	if err != nil {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
@@ -33,6 +47,9 @@ func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(
 		return err
 	}
 	defer resp.Body.Close()
+	if o.open != nil {
+		o.open()
+	}
 	return ReadEvents(resp.Body, func(event string, data []byte) error {
 		switch event {
 		case "change":

@@ -21,6 +21,7 @@ type Source string
 const (
 	SourceCluster Source = "cluster" // stored in etcd
 	SourceDefault Source = "default" // the schema default; nothing stored
+	SourceUnset   Source = "unset"   // neither stored nor defaulted: the value is nil (List only)
 )
 
 // Entry is a configuration value with its metadata. Value is the typed value

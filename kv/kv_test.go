@@ -84,6 +84,10 @@ func TestSetGetDefaultsAndList(t *testing.T) {
 		l[1].Source != kv.SourceCluster {
 		t.Fatalf("list: %v, %v", l, err)
 	}
+	// A key with neither a value nor a default is listed as unset.
+	if l, err := s.List(ctx(t), "db.", 0); err != nil || len(l) != 1 || l[0].Source != kv.SourceUnset || l[0].Value != nil || l[0].Type != "string" {
+		t.Fatalf("list of an unset key: %+v %v", l, err)
+	}
 	// Deleting falls back to the default.
 	if _, err := s.Apply(ctx(t), kv.Meta{Action: kv.ActionDelete}, []kv.Write{{Key: "session.idle_timeout", Delete: true}}); err != nil {
 		t.Fatal(err)

@@ -178,9 +178,12 @@ func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]*Entry, e
 		if seen[key] || !strings.HasPrefix(key, prefix) {
 			continue
 		}
-		if e, err := defaultEntry(sch, key); err == nil {
-			out = append(out, e)
+		e, err := defaultEntry(sch, key)
+		if err != nil {
+			k, _ := sch.Lookup(key)
+			e = &Entry{Key: key, Type: k.Type, Source: SourceUnset}
 		}
+		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

@@ -74,6 +74,8 @@ type Config struct {
 	AllowedOrigins []string
 
 	Logger *zap.Logger
+	// OnReady, when set, is called by Run once the node serves.
+	OnReady func(*Node)
 }
 
 func (c *Config) setDefaults() {
@@ -233,6 +235,9 @@ func Run(ctx context.Context, cfg Config) error {
 	n, err := Start(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.OnReady != nil {
+		cfg.OnReady(n)
 	}
 	select {
 	case <-ctx.Done():

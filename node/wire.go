@@ -27,6 +27,15 @@ func wireAny(sch *schema.Schema, key string, v any) any {
 	return schema.Encode(v)
 }
 
+// wireDefault is a key's schema default as the API shows it (nil: none).
+func wireDefault(sch *schema.Schema, k *schema.Key) any {
+	d, ok := k.DefaultValue()
+	if !ok {
+		return nil
+	}
+	return wireAny(sch, k.Name, d)
+}
+
 // wireValue is an entry as the API shows it: sensitive values redacted.
 func wireValue(sch *schema.Schema, e *kv.Entry) *api.Value {
 	v := &api.Value{Key: e.Key, Value: wireAny(sch, e.Key, e.Value), Type: string(e.Type), Source: string(e.Source),
@@ -37,6 +46,7 @@ func wireValue(sch *schema.Schema, e *kv.Entry) *api.Value {
 	}
 	if k, ok := sch.Lookup(e.Key); ok {
 		v.Sensitive, v.RequiresRestart = k.Sensitive, k.RequiresRestart
+		v.Default = wireDefault(sch, k)
 	}
 	if e.Sensitive { // sensitive when written, though perhaps no longer in the schema
 		v.Sensitive = true
@@ -52,6 +62,9 @@ func cachedValue(sch *schema.Schema, v watch.Value) *api.Value {
 	out := &api.Value{Key: v.Key, Value: wireAny(sch, v.Key, v.Value), Type: string(v.Type), Source: string(v.Source),
 		Revision: v.Revision, Actor: v.Actor, Comment: v.Comment, RequiresRestart: v.RequiresRestart}
 	out.Sensitive = sensitive(sch, v.Key)
+	if k, ok := sch.Lookup(v.Key); ok {
+		out.Default = wireDefault(sch, k)
+	}
 	if !v.LastUpdated.IsZero() {
 		t := v.LastUpdated
 		out.Time = &t

@@ -2,14 +2,18 @@ package main
 
 import (
 	"fmt"
-	"io"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"cfgcluster/api"
+	"cfgcluster/cfgerr"
 )
 
 func clusterCommand() *cli.Command {
@@ -18,25 +22,46 @@ func clusterCommand() *cli.Command {
 		Usage: "the etcd cluster under the nodes",
 		Subcommands: []*cli.Command{{
 			Name:  "status",
-			Usage: "every member: leader, raft term and index, db size, health, version; and active alarms",
+			Usage: "every member: leader, raft term and index, db size, health, version; and active alarms (exit 5 if a member is unhealthy or an alarm is raised)",
 			Action: func(c *cli.Context) error {
 				s, err := client(c).Cluster(c.Context)
 				if err != nil {
 					return err
 				}
-				return show(c, s, func(w io.Writer) {
-					showMembers(w, s.Members)
+				if err := show(c, s, func(t *table) {
+					showMembers(t, s.Members)
 					for _, a := range s.Alarms {
-						row(w, "ALARM", a)
+						t.note("ALARM: %s", a)
 					}
-				})
+				}); err != nil {
+					return err
+				}
+				return unhealthy(s)
 			},
 		}},
 	}
 }
 
-func showMembers(w io.Writer, ms []api.Member) {
-	row(w, "ID", "NAME", "ROLE", "HEALTHY", "TERM", "INDEX", "DB SIZE", "VERSION", "CLIENT URLS", "ERROR")
+// unhealthy is an error (exit 5, as etcdctl endpoint health exits non-zero)
+// naming every unhealthy member and alarm.
+func unhealthy(s *api.ClusterStatus) error {
+	var bad []string
+	for _, m := range s.Members {
+		if !m.Healthy {
+			bad = append(bad, fmt.Sprintf("member %s (%s) is unhealthy: %s", m.Name, m.ID, m.Error))
+		}
+	}
+	for _, a := range s.Alarms {
+		bad = append(bad, "alarm "+a)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return cfgerr.Errorf(cfgerr.Unavailable, "", "cluster", "%s", strings.Join(bad, "; "))
+}
+
+func showMembers(t *table, ms []api.Member) {
+	t.header("ID", "NAME", "ROLE", "HEALTHY", "TERM", "INDEX", "DB SIZE", "VERSION", "CLIENT URLS", "ERROR")
 	for _, m := range ms {
 		role := "follower"
 		switch {
@@ -45,7 +70,7 @@ func showMembers(w io.Writer, ms []api.Member) {
 		case m.Learner:
 			role = "learner"
 		}
-		row(w, m.ID, text(m.Name), role, m.Healthy, m.RaftTerm, m.RaftIndex, humanize.IBytes(uint64(m.DBSize)), text(m.Version),
+		t.row(m.ID, text(m.Name), role, m.Healthy, m.RaftTerm, m.RaftIndex, humanize.IBytes(uint64(m.DBSize)), text(m.Version),
 			text(strings.Join(m.ClientURLs, ",")), text(m.Error))
 	}
 }
@@ -57,20 +82,41 @@ func memberCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "add",
-				Usage:     "add a member as a learner (promoted once caught up); prints the flags to start it with",
+				Usage:     "add a member as a learner (promoted once caught up); prints the command that starts it",
 				ArgsUsage: "NAME PEER_URL",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "client-url", Usage: "the new member's etcd client URL (default: the peer URL's host, its port - 1)"},
+					&cli.StringFlag{Name: "api-addr", Usage: "the new node's API address (default: the peer URL's host, port 7380; 7380+i for scripts/cluster.sh's peer port 2380+10i)"},
+					&cli.StringFlag{Name: "data-dir", Usage: "the new member's data folder (default ./cfgnode-data-NAME)"},
+					&cli.DurationFlag{Name: "retry-for", Value: 30 * time.Second, Usage: "how long to retry while the cluster settles after a start"},
+				},
 				Action: func(c *cli.Context) error {
 					if err := args(c, 2, "NAME PEER_URL"); err != nil {
 						return err
 					}
-					m, err := client(c).AddMember(c.Context, api.MemberAddRequest{Name: c.Args().Get(0), PeerURL: c.Args().Get(1)})
+					name, peer := c.Args().Get(0), c.Args().Get(1)
+					req := api.MemberAddRequest{Name: name, PeerURL: peer}
+					cl := client(c)
+					deadline := time.Now().Add(c.Duration("retry-for"))
+					var m *api.MemberAdded
+					var err error
+					for {
+						m, err = cl.AddMember(c.Context, req)
+						// etcd adds a member only once every member has been
+						// connected for a while (5 s after a start).
+						if cfgerr.CodeOf(err) != cfgerr.Unavailable || time.Now().After(deadline) || c.Context.Err() != nil {
+							break
+						}
+						fmt.Fprintln(os.Stderr, "cfgadm: the cluster is settling; retrying…")
+						time.Sleep(time.Second)
+					}
 					if err != nil {
 						return err
 					}
-					return show(c, m, func(w io.Writer) {
-						fmt.Fprintf(w, "added %s (%s) as a learner; start it with:\n", m.Member.Name, m.Member.ID)
-						fmt.Fprintf(w, "  cfgnode --name %s --initial-advertise-peer-urls %s --listen-peer-urls %s --initial-cluster %s --initial-cluster-state %s\n",
-							m.Member.Name, c.Args().Get(1), c.Args().Get(1), m.InitialCluster, m.InitialClusterState)
+					start := startCommand(c, name, peer, m)
+					return show(c, m, func(t *table) {
+						t.note("added %s (%s) as a learner; start it with:", m.Member.Name, m.Member.ID)
+						t.note("  %s", start)
 					})
 				},
 			},
@@ -82,7 +128,11 @@ func memberCommand() *cli.Command {
 					if err := args(c, 1, "ID|NAME"); err != nil {
 						return err
 					}
-					return client(c).RemoveMember(c.Context, c.Args().First())
+					if err := client(c).RemoveMember(c.Context, c.Args().First()); err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout(c), "removed member %s; its node exits on its own\n", c.Args().First())
+					return nil
 				},
 			},
 			{
@@ -93,11 +143,37 @@ func memberCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return show(c, s.Members, func(w io.Writer) { showMembers(w, s.Members) })
+					return show(c, s.Members, func(t *table) { showMembers(t, s.Members) })
 				},
 			},
 		},
 	}
+}
+
+// startCommand is a complete, runnable cfgnode command for a member just
+// added: every address it needs, and the cluster it joins.
+func startCommand(c *cli.Context, name, peer string, m *api.MemberAdded) string {
+	u, _ := url.Parse(peer) // the node validated it
+	host, port := u.Hostname(), u.Port()
+	p, _ := strconv.Atoi(port)
+	clientURL := c.String("client-url")
+	if clientURL == "" {
+		clientURL = u.Scheme + "://" + net.JoinHostPort(host, strconv.Itoa(p-1))
+	}
+	apiAddr := c.String("api-addr")
+	if apiAddr == "" {
+		apiPort := 7380
+		if p >= 2380 && (p-2380)%10 == 0 && p < 2480 {
+			apiPort += (p - 2380) / 10 // scripts/cluster.sh's layout
+		}
+		apiAddr = net.JoinHostPort(host, strconv.Itoa(apiPort))
+	}
+	dataDir := c.String("data-dir")
+	if dataDir == "" {
+		dataDir = "./cfgnode-data-" + name
+	}
+	return fmt.Sprintf("cfgnode --name %s --data-dir %s --listen-client-urls %s --advertise-client-urls %s --listen-peer-urls %s --initial-advertise-peer-urls %s --api-addr %s --initial-cluster %s --initial-cluster-state %s",
+		name, dataDir, clientURL, clientURL, peer, peer, apiAddr, m.InitialCluster, m.InitialClusterState)
 }
 
 func snapshotCommand() *cli.Command {
@@ -106,7 +182,7 @@ func snapshotCommand() *cli.Command {
 		Usage: "etcd snapshots for backup (restore with cfgnode restore --from FILE)",
 		Subcommands: []*cli.Command{{
 			Name:      "save",
-			Usage:     "save a snapshot of the node's member to FILE, and its SHA-256 to FILE.sha256",
+			Usage:     "save a snapshot of the node's member to FILE (mode 0600: it holds every value), and its SHA-256 to FILE.sha256",
 			ArgsUsage: "FILE",
 			Action: func(c *cli.Context) error {
 				if err := args(c, 1, "FILE"); err != nil {
@@ -133,7 +209,11 @@ func snapshotCommand() *cli.Command {
 				if err := os.WriteFile(path+".sha256", []byte(sum+"  "+path+"\n"), 0o644); err != nil {
 					return localError(err)
 				}
-				fmt.Fprintf(c.App.Writer, "saved %s (sha256 %s)\n", path, sum)
+				size := "?"
+				if st, err := os.Stat(path); err == nil {
+					size = humanize.IBytes(uint64(st.Size()))
+				}
+				fmt.Fprintf(stdout(c), "saved %s (%s, sha256 %s); restore with: cfgnode restore --from %s --data-dir DIR ...\n", path, size, sum, path)
 				return nil
 			},
 		}},
@@ -149,7 +229,22 @@ func defragCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return show(c, r, func(w io.Writer) { showMembers(w, r.Members) })
+			var failed []string
+			for _, m := range r.Members {
+				if m.Error != "" {
+					failed = append(failed, m.Name+": "+m.Error)
+				}
+			}
+			if err := show(c, r, func(t *table) {
+				t.note("defragmented %d of %d members:", len(r.Members)-len(failed), len(r.Members))
+				showMembers(t, r.Members)
+			}); err != nil {
+				return err
+			}
+			if len(failed) > 0 {
+				return cfgerr.Errorf(cfgerr.Unavailable, "", "defrag", "%s", strings.Join(failed, "; "))
+			}
+			return nil
 		},
 	}
 }

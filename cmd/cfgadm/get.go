@@ -1,7 +1,7 @@
 package main
 
 import (
-	"io"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -9,21 +9,51 @@ import (
 func getCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
-		Usage:     "show a key's value and where it came from",
+		Usage:     "show a key's value, its default and where the value came from",
 		ArgsUsage: "KEY",
-		Flags:     []cli.Flag{&cli.Int64Flag{Name: "revision", Usage: "the value at this revision"}},
+		Flags: []cli.Flag{
+			&cli.Int64Flag{Name: "revision", Usage: "the value at this revision"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "then print the key's changes as they happen"},
+		},
+		BashComplete: completeKeys,
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, "KEY"); err != nil {
 				return err
 			}
-			v, err := client(c).Get(c.Context, c.Args().First(), c.Int64("revision"))
+			key := c.Args().First()
+			v, err := client(c).Get(c.Context, key, c.Int64("revision"))
 			if err != nil {
+				return suggestKeys(c, key, err)
+			}
+			if err := show(c, v, func(t *table) {
+				t.header("KEY", "VALUE", "DEFAULT", "SOURCE", "REVISION", "BY", "COMMENT")
+				if t.wide {
+					t.head = append(t.head, "TYPE", "TIME")
+				}
+				cells := []any{v.Key, text(v.Value), text(v.Default), v.Source, dash(v.Revision), text(v.Actor), text(v.Comment)}
+				if t.wide {
+					at := "-"
+					if v.Time != nil {
+						at = v.Time.Format(time.RFC3339)
+					}
+					cells = append(cells, v.Type, at)
+				}
+				t.row(cells...)
+			}); err != nil {
 				return err
 			}
-			return show(c, v, func(w io.Writer) {
-				row(w, "KEY", "VALUE", "TYPE", "SOURCE", "REVISION", "BY", "COMMENT")
-				row(w, v.Key, text(v.Value), v.Type, v.Source, v.Revision, text(v.Actor), v.Comment)
-			})
+			if !c.Bool("watch") {
+				return nil
+			}
+			return watchChanges(c, key, v.Revision, func(key string) bool { return key == c.Args().First() })
 		},
 	}
+}
+
+// dash shows 0 (none) as "-".
+func dash(n int64) any {
+	if n == 0 {
+		return "-"
+	}
+	return n
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
@@ -25,10 +24,14 @@ func instancesCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return show(c, l, func(w io.Writer) {
-				row(w, "SERVICE", "INSTANCE", "HOST", "VERSION", "APPLIED", "LAG", "REJECTED", "PENDING RESTART")
+			return show(c, l, func(t *table) {
+				t.empty = "no live instances"
+				if c.NArg() == 1 {
+					t.empty = "no live instances of " + c.Args().First()
+				}
+				t.header("SERVICE", "INSTANCE", "HOST", "VERSION", "APPLIED", "LAG", "REJECTED", "PENDING RESTART")
 				for _, in := range l.Instances {
-					row(w, in.Service, in.ID, in.Host, text(in.Version), in.Applied, in.Lag, rejections(in.Rejected), text(strings.Join(in.Pending, ",")))
+					t.row(in.Service, in.ID, in.Host, text(in.Version), in.Applied, in.Lag, rejections(in.Rejected), text(strings.Join(in.Pending, ",")))
 				}
 			})
 		},
@@ -62,10 +65,11 @@ func restartsCommand() *cli.Command {
 					pending = append(pending, in)
 				}
 			}
-			return show(c, pending, func(w io.Writer) {
-				row(w, "SERVICE", "INSTANCE", "HOST", "KEYS")
+			return show(c, pending, func(t *table) {
+				t.empty = "no instance waits for a restart"
+				t.header("SERVICE", "INSTANCE", "HOST", "KEYS")
 				for _, in := range pending {
-					row(w, in.Service, in.ID, in.Host, text(strings.Join(in.Pending, ",")))
+					t.row(in.Service, in.ID, in.Host, text(strings.Join(in.Pending, ",")))
 				}
 			})
 		},
@@ -102,17 +106,18 @@ func rolloutCommand() *cli.Command {
 }
 
 func showRollout(c *cli.Context, ro *api.Rollout) error {
-	return show(c, ro, func(w io.Writer) {
-		row(w, "REVISION", ro.Revision, "KEYS", strings.Join(ro.Keys, ","))
-		row(w, "STATE", "SERVICE", "INSTANCE", "APPLIED", "DETAIL")
+	return show(c, ro, func(t *table) {
+		t.note("revision %d, keys %s", ro.Revision, strings.Join(ro.Keys, ","))
+		t.empty = "no live instance reads these keys"
+		t.header("STATE", "SERVICE", "INSTANCE", "APPLIED", "DETAIL")
 		for _, in := range ro.Applied {
-			row(w, "applied", in.Service, in.ID, in.Applied, "")
+			t.row("applied", in.Service, in.ID, in.Applied, "")
 		}
 		for _, in := range ro.Stragglers {
-			row(w, "straggler", in.Service, in.ID, in.Applied, fmt.Sprintf("lag %d", in.Lag))
+			t.row("straggler", in.Service, in.ID, in.Applied, fmt.Sprintf("lag %d", in.Lag))
 		}
 		for _, in := range ro.Rejected {
-			row(w, "rejected", in.Service, in.ID, in.Applied, rejections(in.Rejected))
+			t.row("rejected", in.Service, in.ID, in.Applied, rejections(in.Rejected))
 		}
 	})
 }

@@ -5,25 +5,32 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
+	"cfgcluster/version"
 )
 
 func main() {
 	os.Exit(run(os.Args))
 }
 
-func run(args []string) int {
+func newApp() *cli.App {
 	app := &cli.App{
-		Name:  "cfgadm",
-		Usage: "administer a cfgcluster: typed, validated, audited configuration",
+		Name:    "cfgadm",
+		Usage:   "administer a cfgcluster: typed, validated, audited configuration",
+		Version: version.Build(),
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "endpoint", Value: "http://127.0.0.1:7380", EnvVars: []string{"CFGADM_ENDPOINT"}, Usage: "a node's API URL"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or yaml"},
+			&cli.StringFlag{Name: "endpoint", EnvVars: []string{"CFGADM_ENDPOINT"}, Usage: "a node's API: URL or host:port (default: the context's, else http://127.0.0.1:7380)"},
+			&cli.StringFlag{Name: "context", EnvVars: []string{"CFGADM_CONTEXT"}, Usage: "the context of the config file to use (default: its current-context)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: formats},
+			&cli.BoolFlag{Name: "no-headers", Usage: "tables without their header line"},
 			&cli.StringFlag{Name: "actor", Value: osUser(), EnvVars: []string{"CFGADM_ACTOR"}, Usage: "who makes the change, for the audit trail"},
 		},
 		Commands: []*cli.Command{
@@ -31,23 +38,122 @@ func run(args []string) int {
 			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
+			configCommand(), versionCommand(), completionCommand(),
 		},
 		Before: func(c *cli.Context) error {
-			switch c.String("output") {
-			case "table", "json", "yaml":
-				return nil
-			}
-			return usageError("-o must be table, json or yaml, not %q", c.String("output"))
+			return checkOutput(c.String("output"))
 		},
-		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors once, below
-		Writer:         os.Stdout,
+		EnableBashCompletion: true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run() reports errors once, below
+		Writer:               os.Stdout,
+		ErrWriter:            os.Stderr,
 	}
-	err := app.Run(interspersed(app, args))
+	cli.VersionPrinter = func(c *cli.Context) { printVersion(c, false) }
+	app.OnUsageError = usageErrorLine
+	for _, cmd := range app.Commands {
+		tidy(cmd)
+	}
+	return app
+}
+
+func run(args []string) int {
+	app := newApp()
+	var unknown error
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		unknown = unknownCommand(c, name)
+	}
+	if len(args) == 0 || args[len(args)-1] != "--generate-bash-completion" {
+		args = interspersed(app, args)
+	}
+	err := app.Run(args)
+	if err == nil {
+		err = unknown
+	}
 	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, "cfgadm:", err)
 	return exitCode(err)
+}
+
+// tidy gives every command one-line usage errors and required flags that
+// say so in --help and, when missing, in one line (urfave/cli would print
+// the whole help first).
+func tidy(cmd *cli.Command) {
+	cmd.OnUsageError = usageErrorLine
+	var required []cli.Flag
+	for _, f := range cmd.Flags {
+		if r, ok := f.(cli.RequiredFlag); ok && r.IsRequired() {
+			switch x := f.(type) {
+			case *cli.StringFlag:
+				x.Required, x.Usage = false, x.Usage+" (required)"
+			case *cli.DurationFlag:
+				x.Required, x.Usage = false, x.Usage+" (required)"
+			case *cli.Int64Flag:
+				x.Required, x.Usage = false, x.Usage+" (required)"
+			default:
+				continue
+			}
+			required = append(required, f)
+		}
+	}
+	if action := cmd.Action; action != nil && len(required) > 0 {
+		cmd.Action = func(c *cli.Context) error {
+			for _, f := range required {
+				if !c.IsSet(f.Names()[0]) {
+					return usageError("%s needs --%s: %s", c.Command.FullName(), f.Names()[0],
+						strings.TrimSuffix(f.(cli.DocGenerationFlag).GetUsage(), " (required)"))
+				}
+			}
+			return action(c)
+		}
+	}
+	for _, sub := range cmd.Subcommands {
+		tidy(sub)
+	}
+}
+
+func usageErrorLine(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if s := flagSuggestion(c, msg); s != "" {
+		msg += "; did you mean " + s + "?"
+	}
+	if m := badValue.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("--%s %q: %s", m[2], m[1], valueHint(c, m[2]))
+	}
+	return usageError("%s (see %s --help)", msg, commandPath(c))
+}
+
+var badValue = regexp.MustCompile(`^invalid value "(.*)" for flag -+(\S+): `)
+
+// valueHint says what a flag's value must look like.
+func valueHint(c *cli.Context, name string) string {
+	flags := c.App.Flags
+	if c.Command != nil {
+		flags = append(slices.Clone(c.Command.Flags), flags...)
+	}
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return "not a duration: give a number with a unit, such as 90s, 30m or 2h"
+		case *cli.IntFlag, *cli.Int64Flag:
+			return "not a whole number"
+		case *cli.BoolFlag:
+			return "not true or false"
+		}
+	}
+	return "not a valid value"
+}
+
+// commandPath is "cfgadm" and the command being run ("cfgadm maintenance on").
+func commandPath(c *cli.Context) string {
+	if c.Command == nil || c.Command.HelpName == "" || c.Command.Name == c.App.Name {
+		return "cfgadm"
+	}
+	return c.Command.HelpName
 }
 
 func osUser() string {
@@ -57,8 +163,27 @@ func osUser() string {
 	return os.Getenv("USER")
 }
 
+// client is the API client of the node cfgadm talks to: --endpoint (or
+// CFGADM_ENDPOINT), else the config file's context, else the local default.
 func client(c *cli.Context) *api.Client {
-	cl := api.NewClient(c.String("endpoint"), c.String("actor"))
+	ctx, err := currentContext(c)
+	if err != nil {
+		// A broken config file is reported by the commands that need it
+		// (config ...); here the default endpoint still works.
+		fmt.Fprintln(os.Stderr, "cfgadm: ignoring the config file:", err)
+		ctx = &contextEntry{}
+	}
+	endpoint := ctx.Endpoint
+	if c.IsSet("endpoint") {
+		endpoint = c.String("endpoint")
+	}
+	if endpoint == "" {
+		endpoint = defaultEndpoint
+	}
+	cl := api.NewClient(endpoint, c.String("actor"))
+	if err := ctx.configure(cl); err != nil {
+		fmt.Fprintln(os.Stderr, "cfgadm:", err)
+	}
 	// A request that asks the node to wait must outlast the wait: a write
 	// that succeeded never looks unavailable because cfgadm gave up first.
 	if wait := waitFor(c); wait > 0 {
@@ -66,6 +191,8 @@ func client(c *cli.Context) *api.Client {
 	}
 	return cl
 }
+
+const defaultEndpoint = "http://127.0.0.1:7380"
 
 // localError is a failure on this machine (a file that cannot be read or
 // written): exit 1, not the exit 2 of bad input.

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
-	"io"
+
+	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -11,11 +14,11 @@ import (
 )
 
 func maintenanceCommand() *cli.Command {
-	scope := &cli.StringFlag{Name: "scope", Value: "global", Usage: "\"global\" or a service name"}
+	scope := &cli.StringFlag{Name: "scope", Value: "global", Usage: "\"global\" (every service) or a service name"}
 	showWindow := func(c *cli.Context, w *api.Window) error {
-		return show(c, w, func(out io.Writer) {
-			row(out, "SCOPE", "REASON", "BY", "START", "END")
-			row(out, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
+		return show(c, w, func(t *table) {
+			t.header("SCOPE", "REASON", "BY", "START", "END")
+			t.row(w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 		})
 	}
 	return &cli.Command{
@@ -28,10 +31,23 @@ func maintenanceCommand() *cli.Command {
 				Flags: []cli.Flag{scope,
 					&cli.StringFlag{Name: "reason", Required: true, Usage: "shown to users and in the audit trail"},
 					&cli.DurationFlag{Name: "for", Required: true, Usage: "how long the window lasts (30m, 2h)"},
-					&cli.TimestampFlag{Name: "at", Layout: time.RFC3339, Usage: "open it at this time (RFC 3339) instead of now"},
+					&cli.StringFlag{Name: "at", Usage: "open it at this time (RFC 3339: 2026-12-01T02:00:00Z) instead of now"},
 				},
 				Action: func(c *cli.Context) error {
-					req := api.MaintenanceRequest{Scope: c.String("scope"), Reason: c.String("reason"), Duration: c.Duration("for").String(), At: c.Timestamp("at")}
+					if err := args(c, 0, "no arguments"); err != nil {
+						return err
+					}
+					req := api.MaintenanceRequest{Scope: c.String("scope"), Reason: c.String("reason"), Duration: c.Duration("for").String()}
+					if at := c.String("at"); at != "" {
+						t, err := time.Parse(time.RFC3339, at)
+						if err != nil {
+							return usageError("--at %q is not an RFC 3339 time, such as 2026-12-01T02:00:00Z", at)
+						}
+						req.At = &t
+					}
+					if err := confirmGlobal(c); err != nil {
+						return err
+					}
 					w, err := client(c).Maintenance(c.Context, req)
 					if err != nil {
 						return err
@@ -87,13 +103,13 @@ func maintenanceCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return show(c, s, func(out io.Writer) {
+					return show(c, s, func(t *table) {
 						if !s.Open {
-							row(out, s.Scope, "no window open")
+							t.note("%s: no window open", s.Scope)
 							return
 						}
-						row(out, "SCOPE", "REASON", "BY", "START", "END")
-						row(out, s.Scope, s.Window.Reason, s.Window.Author, s.Window.Start.Format(time.RFC3339), s.Window.End.Format(time.RFC3339))
+						t.header("SCOPE", "REASON", "BY", "START", "END")
+						t.row(s.Scope, s.Window.Reason, s.Window.Author, s.Window.Start.Format(time.RFC3339), s.Window.End.Format(time.RFC3339))
 					})
 				},
 			},
@@ -105,17 +121,36 @@ func maintenanceCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return show(c, l, func(out io.Writer) {
-						row(out, "STATE", "ID", "SCOPE", "REASON", "BY", "START", "END")
+					return show(c, l, func(t *table) {
+						t.empty = "no maintenance window open or scheduled"
+						t.header("STATE", "ID", "SCOPE", "REASON", "BY", "START", "END")
 						for _, w := range l.Open {
-							row(out, "open", w.ID, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
+							t.row("open", w.ID, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 						}
 						for _, w := range l.Scheduled {
-							row(out, "scheduled", w.ID, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
+							t.row("scheduled", w.ID, w.Scope, w.Reason, w.Author, w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339))
 						}
 					})
 				},
 			},
 		},
 	}
+}
+
+// confirmGlobal: a window over every service is asked for on purpose. With
+// --scope unset (its default is global), a terminal is asked to confirm,
+// and anything else is refused until --scope global is given.
+func confirmGlobal(c *cli.Context) error {
+	if c.IsSet("scope") {
+		return nil
+	}
+	if !isTerminal(os.Stdin) || !isTerminal(os.Stderr) {
+		return usageError("this window would cover every service: say --scope global to mean it, or --scope SERVICE")
+	}
+	fmt.Fprint(os.Stderr, "This window covers every service (--scope global). Open it? [y/N] ")
+	answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return usageError("not confirmed: nothing was opened")
+	}
+	return nil
 }

@@ -1,35 +1,105 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/term"
+	"k8s.io/client-go/util/jsonpath"
 )
 
-// show prints v as JSON or YAML, or as the table that table writes.
-func show(c *cli.Context, v any, table func(w io.Writer)) error {
-	out := c.App.Writer
-	if out == nil {
-		out = os.Stdout
+// The output formats of -o. jsonpath=TEMPLATE takes kubectl's JSONPath
+// templates ({.value}, {range .values[*]}{.key}{"\n"}{end}).
+const formats = "table, wide, json, yaml or jsonpath=TEMPLATE"
+
+// checkOutput validates -o before any request is made.
+func checkOutput(o string) error {
+	switch o {
+	case "table", "wide", "json", "yaml":
+		return nil
 	}
-	switch c.String("output") {
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		js, err := json.Marshal(v)
-		if err != nil {
-			return err
+	if tmpl, ok := strings.CutPrefix(o, "jsonpath="); ok {
+		if err := jsonpath.New("o").Parse(tmpl); err != nil {
+			return usageError("-o jsonpath: %v", err)
 		}
-		var generic any
-		if err := json.Unmarshal(js, &generic); err != nil {
+		return nil
+	}
+	return usageError("-o must be %s, not %q", formats, o)
+}
+
+// structured reports whether -o asks for data (json, yaml, jsonpath) rather
+// than a table for people.
+func structured(c *cli.Context) bool {
+	o := c.String("output")
+	return o != "table" && o != "wide"
+}
+
+func stdout(c *cli.Context) io.Writer {
+	if c.App.Writer != nil {
+		return c.App.Writer
+	}
+	return os.Stdout
+}
+
+// table collects what a command shows for people: notes (lines before the
+// table), a header and rows. Cells stay on one line: tabs and newlines are
+// replaced, and long cells are cut (not with -o wide).
+type table struct {
+	wide  bool
+	notes []string
+	head  []string
+	rows  [][]string
+	empty string // said when there are no rows
+}
+
+func (t *table) note(format string, args ...any) {
+	t.notes = append(t.notes, fmt.Sprintf(format, args...))
+}
+func (t *table) header(cells ...string) { t.head = cells }
+
+func (t *table) row(cells ...any) {
+	r := make([]string, len(cells))
+	for i, c := range cells {
+		s := strings.Map(func(r rune) rune {
+			if r == '\t' || r == '\n' || r == '\r' {
+				return ' '
+			}
+			return r
+		}, fmt.Sprint(c))
+		if !t.wide {
+			s = cut(s, 60)
+		}
+		r[i] = s
+	}
+	t.rows = append(t.rows, r)
+}
+
+// cut shortens s to n runes, marking the cut.
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+// show prints v as -o asks: JSON, YAML or a JSONPath template of it, or the
+// table that fill makes.
+func show(c *cli.Context, v any, fill func(t *table)) error {
+	out := stdout(c)
+	o := c.String("output")
+	switch {
+	case o == "json":
+		return writeJSON(out, v)
+	case o == "yaml":
+		generic, err := generic(v)
+		if err != nil {
 			return err
 		}
 		y, err := yaml.Marshal(generic)
@@ -38,10 +108,131 @@ func show(c *cli.Context, v any, table func(w io.Writer)) error {
 		}
 		_, err = out.Write(y)
 		return err
+	case strings.HasPrefix(o, "jsonpath="):
+		generic, err := generic(v)
+		if err != nil {
+			return err
+		}
+		jp := jsonpath.New("o")
+		if err := jp.Parse(strings.TrimPrefix(o, "jsonpath=")); err != nil {
+			return usageError("-o jsonpath: %v", err)
+		}
+		var b bytes.Buffer
+		if err := jp.Execute(&b, generic); err != nil {
+			return usageError("-o jsonpath: %v", err)
+		}
+		if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
+			b.WriteByte('\n')
+		}
+		_, err = out.Write(b.Bytes())
+		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	table(tw)
-	return tw.Flush()
+	t := &table{wide: o == "wide"}
+	fill(t)
+	return t.print(c, out)
+}
+
+func (t *table) print(c *cli.Context, out io.Writer) error {
+	for _, n := range t.notes {
+		fmt.Fprintln(out, n)
+	}
+	if len(t.rows) == 0 {
+		if t.empty != "" {
+			fmt.Fprintln(os.Stderr, t.empty)
+		}
+		return nil
+	}
+	rows := t.rows
+	if len(t.head) > 0 && !c.Bool("no-headers") {
+		rows = append([][]string{t.head}, rows...)
+	}
+	var widths []int
+	for _, r := range rows {
+		for i, cell := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	bold := colour(out) && len(t.head) > 0 && !c.Bool("no-headers")
+	var b strings.Builder
+	for n, r := range rows {
+		var line strings.Builder
+		for i, cell := range r {
+			line.WriteString(cell)
+			if i < len(r)-1 {
+				line.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell)+2))
+			}
+		}
+		if n == 0 && bold {
+			b.WriteString("\x1b[1m" + line.String() + "\x1b[0m\n")
+		} else {
+			b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+		}
+	}
+	_, err := io.WriteString(out, b.String())
+	return err
+}
+
+// writeJSON writes v indented, without HTML escaping (<redacted>, not
+// \u003credacted\u003e).
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// generic is v as plain maps, slices and scalars, by its JSON form.
+func generic(v any) (any, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var g any
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.UseNumber()
+	if err := d.Decode(&g); err != nil {
+		return nil, err
+	}
+	return numbers(g), nil
+}
+
+// numbers turns json.Numbers into int64 or float64, which YAML and JSONPath
+// print as numbers.
+func numbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+	}
+	return v
+}
+
+// colour reports whether w is a terminal that takes colour: not with
+// NO_COLOR set (https://no-color.org) or TERM=dumb.
+func colour(w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	return isTerminal(w)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // text renders a JSON value for a table cell.
@@ -50,16 +241,14 @@ func text(v any) string {
 	case nil:
 		return "-"
 	case string:
+		if x == "" {
+			return "-"
+		}
 		return x
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-func row(w io.Writer, cells ...any) {
-	s := make([]string, len(cells))
-	for i, c := range cells {
-		s[i] = fmt.Sprint(c)
-	}
-	fmt.Fprintln(w, strings.Join(s, "\t"))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"cfgcluster/api"
@@ -31,6 +33,10 @@ func rollbackCommand() *cli.Command {
 			r, err := client(c).Rollback(c.Context, req)
 			if err != nil {
 				return err
+			}
+			if req.All && len(r.Changes) == 0 && !structured(c) {
+				fmt.Fprintf(stdout(c), "nothing to roll back: every value is as it was at revision %d\n", req.To)
+				return nil
 			}
 			return showResult(c, r)
 		},

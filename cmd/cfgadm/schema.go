@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,8 +24,8 @@ func schemaCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return show(c, s, func(w io.Writer) {
-						fmt.Fprintf(w, "# revision %d\n%s", s.Revision, s.Document)
+					return show(c, s, func(t *table) {
+						t.note("# revision %d\n%s", s.Revision, strings.TrimRight(s.Document, "\n"))
 					})
 				},
 			},
@@ -42,9 +42,9 @@ func schemaCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := show(c, v, func(w io.Writer) {
+					if err := show(c, v, func(t *table) {
 						if v.Valid {
-							row(w, "valid: the schema fits every stored value and rule")
+							t.note("valid: the schema fits every stored value and rule")
 						}
 					}); err != nil {
 						return err
@@ -68,7 +68,7 @@ func schemaCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return show(c, r, func(w io.Writer) { row(w, "schema applied at revision", r.Revision) })
+					return show(c, r, func(t *table) { t.note("schema applied at revision %d", r.Revision) })
 				},
 			},
 		},

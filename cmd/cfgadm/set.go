@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -73,19 +72,26 @@ func waitFor(c *cli.Context) time.Duration {
 // showResult prints what a write changed, and with --wait its rollout; a
 // rollout that did not converge is an error (exit 4) naming who lags.
 func showResult(c *cli.Context, r *api.WriteResult) error {
-	if err := show(c, r, func(w io.Writer) {
-		if r.DryRun {
-			row(w, "DRY RUN: nothing was written")
-		} else {
-			row(w, "REVISION", r.Revision)
+	if err := show(c, r, func(t *table) {
+		switch {
+		case r.DryRun:
+			t.note("DRY RUN: nothing was written")
+		case r.Revision != 0:
+			t.note("revision %d", r.Revision)
 		}
-		row(w, "KEY", "OLD", "NEW")
+		for _, k := range r.Unchanged {
+			t.note("%s: unchanged (it has no value to delete)", k)
+		}
+		if len(r.Changes) == 0 {
+			return
+		}
+		t.header("KEY", "OLD", "NEW")
 		for _, ch := range r.Changes {
 			nv := text(ch.New)
 			if ch.Deleted {
 				nv = "(deleted: default)"
 			}
-			row(w, ch.Key, text(ch.Old), nv)
+			t.row(ch.Key, text(ch.Old), nv)
 		}
 	}); err != nil {
 		return err
@@ -93,7 +99,7 @@ func showResult(c *cli.Context, r *api.WriteResult) error {
 	if r.Rollout == nil {
 		return nil
 	}
-	if c.String("output") == "table" {
+	if !structured(c) {
 		if err := showRollout(c, r.Rollout); err != nil {
 			return err
 		}

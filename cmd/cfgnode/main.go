@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"golang.org/x/term"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -60,6 +64,7 @@ func flags() []cli.Flag {
 		flag("audit-prune-interval", "10m", "how often each node prunes the audit trail to its retention"),
 		flag("allowed-origins", "", "comma-separated web origins (https://console.example.com) whose browsers may write; other cross-origin writes are refused"),
 		flag("log-level", "info", "debug, info, warn or error"),
+		flag("log-format", "auto", "console (for people), json, or auto: console on a terminal, json otherwise"),
 		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
 		flag("etcd-user", "", "external mode: etcd user (or user:password)"),
 		flag("etcd-password", "", "external mode: etcd password"),
@@ -81,8 +86,30 @@ func run(c *cli.Context) error {
 	if err := level.Set(c.String("log-level")); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
+	format := c.String("log-format")
+	switch format {
+	case "auto":
+		format = "json"
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			format = "console"
+		}
+	case "console", "json":
+	default:
+		return fmt.Errorf("--log-format: %q is not console, json or auto", format)
+	}
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(level)
+	if format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.Level = zap.NewAtomicLevelAt(level)
+		zc.Development = false
+		zc.DisableStacktrace = true
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		if os.Getenv("NO_COLOR") != "" || !term.IsTerminal(int(os.Stderr.Fd())) {
+			zc.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		}
+	}
 	log, err := zc.Build()
 	if err != nil {
 		return err
@@ -115,9 +142,17 @@ func run(c *cli.Context) error {
 	if retention == 0 && maxRecords == 0 {
 		return fmt.Errorf("--audit-retention and --audit-max-records are both 0: the audit trail would grow until etcd is full; bound at least one")
 	}
+	if err := portsFree(c); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var onReady func(*node.Node)
+	if format == "console" {
+		onReady = func(n *node.Node) { banner(c, n) }
+	}
 	return node.Run(ctx, node.Config{
+		OnReady:                 onReady,
 		Name:                    c.String("name"),
 		DataDir:                 c.String("data-dir"),
 		ListenClientURLs:        list(c.String("listen-client-urls")),
@@ -146,4 +181,56 @@ func run(c *cli.Context) error {
 		EtcdKey:                 c.String("etcd-key"),
 		Logger:                  log,
 	})
+}
+
+// portsFree checks, before anything starts, that every address the node
+// will listen on is free: a clash names the flag and the port, and what
+// usually holds it, rather than surfacing from deep inside etcd.
+func portsFree(c *cli.Context) error {
+	addrs := map[string][]string{"api-addr": {c.String("api-addr")}}
+	if c.String("etcd-endpoints") == "" {
+		for _, f := range []string{"listen-client-urls", "listen-peer-urls"} {
+			for _, raw := range list(c.String(f)) {
+				u, err := url.Parse(raw)
+				if err != nil || u.Host == "" {
+					return fmt.Errorf("--%s: %q is not a URL such as http://127.0.0.1:2379", f, raw)
+				}
+				addrs[f] = append(addrs[f], u.Host)
+			}
+		}
+	}
+	for _, f := range []string{"api-addr", "listen-client-urls", "listen-peer-urls"} {
+		for _, a := range addrs[f] {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				if errors.Is(err, syscall.EADDRINUSE) {
+					return fmt.Errorf("--%s: %s is in use (another cfgnode or etcd? scripts/cluster.sh down stops a local cluster); stop it or give --%s another port", f, a, f)
+				}
+				return fmt.Errorf("--%s: cannot listen on %s: %v", f, a, err)
+			}
+			ln.Close()
+		}
+	}
+	return nil
+}
+
+// banner tells a person at a terminal what to do next.
+func banner(c *cli.Context, n *node.Node) {
+	ep := n.APIURL()
+	flag := ""
+	if ep != "http://127.0.0.1:7380" {
+		flag = " --endpoint " + ep
+	}
+	fmt.Fprintf(os.Stderr, `
+cfgnode %q is ready.
+  API:          %s
+  etcd clients: %s
+  data:         %s
+Next, in another shell:
+  go build -o bin/ ./cmd/... && export PATH=$PWD/bin:$PATH
+  cfgadm%s list              # every key, with its value or default
+  cfgadm%s set log.level warn
+Stop with Ctrl-C: the data stays in %s for the next start.
+
+`, c.String("name"), ep, strings.Join(n.ClientURLs(), ","), c.String("data-dir"), flag, flag, c.String("data-dir"))
 }

@@ -72,6 +72,19 @@ func run() error {
 		return err
 	}
 	defer cfg.Close()
+	// Log every change this service applies: what, from what to what, who
+	// made it and why (sensitive values are not logged).
+	logChange := func(e watch.Event) {
+		old, nv := any(schema.Encode(e.Old)), any(schema.Encode(e.New))
+		if k, ok := cfg.Schema().Lookup(e.Key); ok && k.Sensitive {
+			old, nv = "<redacted>", "<redacted>"
+		}
+		log.Info("configuration changed", zap.String("key", e.Key), zap.String("kind", string(e.Kind)),
+			zap.Any("old", old), zap.Any("new", nv), zap.Int64("revision", e.Revision),
+			zap.String("by", e.Actor), zap.String("comment", e.Comment), zap.Bool("requires_restart", e.RequiresRestart))
+	}
+	changes := cfg.Subscribe("*", watch.HandlerFuncs{PutFunc: logChange, UpdateFunc: logChange, DeleteFunc: logChange})
+	defer cfg.Unsubscribe(changes)
 	reg, err := adapters.Register(ctx, etcd, cfg, kv.Instance{Service: *service, ID: *id, Version: "example"},
 		leases.WithTTL(*ttl), leases.WithRegistryLogger(log.Named("registry")))
 	if err != nil {
@@ -82,7 +95,12 @@ func run() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/config", func(w http.ResponseWriter, r *http.Request) {
-		v, err := cfg.Lookup(r.URL.Query().Get("key"))
+		key := r.URL.Query().Get("key")
+		if key == "" {
+			http.Error(w, "give ?key=NAME, such as /config?key=log.level", http.StatusBadRequest)
+			return
+		}
+		v, err := cfg.Lookup(key)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
+
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
+)
+
+// config is cfgadm's config file, as kubeconfig is kubectl's: named
+// contexts, each a node's endpoint with its credentials, and the current
+// one. It lives at $CFGADM_CONFIG, else $XDG_CONFIG_HOME/cfgadm/config.yaml
+// (~/.config/cfgadm/config.yaml). Flags and environment variables override
+// it.
+type config struct {
+	CurrentContext string         `yaml:"current-context,omitempty"`
+	Contexts       []contextEntry `yaml:"contexts"`
+}
+
+// contextEntry is one context. TokenFile and CAFile are read when used.
+type contextEntry struct {
+	Name      string `yaml:"name"`
+	Endpoint  string `yaml:"endpoint"`
+	Token     string `yaml:"token,omitempty"`
+	TokenFile string `yaml:"token-file,omitempty"`
+	CAFile    string `yaml:"ca-file,omitempty"`
+}
+
+func configPath() string {
+	if p := os.Getenv("CFGADM_CONFIG"); p != "" {
+		return p
+	}
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "cfgadm", "config.yaml")
+}
+
+// loadConfig reads the config file; a missing file is an empty config.
+func loadConfig() (*config, error) {
+	path := configPath()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return &config{}, nil
+	}
+	if err != nil {
+		return nil, localError(err)
+	}
+	var cfg config
+	d := yaml.NewDecoder(strings.NewReader(string(data)))
+	d.KnownFields(true)
+	if err := d.Decode(&cfg); err != nil && err.Error() != "EOF" {
+		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "config", "%s: %v", path, err)
+	}
+	return &cfg, nil
+}
+
+// save writes the config file, readable by its owner alone (it may hold
+// tokens), through a temporary file so a crash never leaves half of one.
+func (cfg *config) save() error {
+	path := configPath()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return localError(err)
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return localError(err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return localError(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return localError(err)
+	}
+	return nil
+}
+
+func (cfg *config) find(name string) *contextEntry {
+	for i := range cfg.Contexts {
+		if cfg.Contexts[i].Name == name {
+			return &cfg.Contexts[i]
+		}
+	}
+	return nil
+}
+
+// currentContext is the context --context (or CFGADM_CONTEXT) names, else
+// the file's current one; an empty context when there is none.
+func currentContext(c *cli.Context) (*contextEntry, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	name := cfg.CurrentContext
+	if c.IsSet("context") {
+		name = c.String("context")
+	}
+	if name == "" {
+		return &contextEntry{}, nil
+	}
+	ctx := cfg.find(name)
+	if ctx == nil {
+		if c.IsSet("context") {
+			return nil, cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q in %s", name, configPath())
+		}
+		return &contextEntry{}, nil
+	}
+	return ctx, nil
+}
+
+// configure gives the client the context's credentials: a bearer token and,
+// for https endpoints, the CA that signed the node's certificate.
+func (ctx *contextEntry) configure(cl *api.Client) error {
+	token := ctx.Token
+	if ctx.TokenFile != "" {
+		b, err := os.ReadFile(ctx.TokenFile)
+		if err != nil {
+			return fmt.Errorf("context %q: reading its token file: %w", ctx.Name, err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	cl.Token = token
+	if ctx.CAFile != "" {
+		pem, err := os.ReadFile(ctx.CAFile)
+		if err != nil {
+			return fmt.Errorf("context %q: reading its CA file: %w", ctx.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("context %q: %s holds no PEM certificate", ctx.Name, ctx.CAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		cl.HTTP.Transport = tr
+	}
+	return nil
+}
+
+func configCommand() *cli.Command {
+	name := func(c *cli.Context) (string, error) {
+		if c.NArg() != 1 {
+			return "", usageError("%s takes a context NAME", c.Command.FullName())
+		}
+		return c.Args().First(), nil
+	}
+	return &cli.Command{
+		Name:  "config",
+		Usage: "contexts: named nodes with their credentials, in " + strings.Replace(configPath(), os.Getenv("HOME"), "~", 1),
+		Subcommands: []*cli.Command{
+			{
+				Name:  "get-contexts",
+				Usage: "list the contexts; * marks the current one",
+				Action: func(c *cli.Context) error {
+					cfg, err := loadConfig()
+					if err != nil {
+						return err
+					}
+					return show(c, cfg.Contexts, func(t *table) {
+						t.empty = "no contexts in " + configPath() + ": add one with cfgadm config set-context NAME --endpoint URL"
+						t.header("CURRENT", "NAME", "ENDPOINT", "CREDENTIALS", "CA")
+						for _, ctx := range cfg.Contexts {
+							cur, cred := "", "-"
+							if ctx.Name == cfg.CurrentContext {
+								cur = "*"
+							}
+							switch {
+							case ctx.TokenFile != "":
+								cred = "token-file " + ctx.TokenFile
+							case ctx.Token != "":
+								cred = "token" // never the token itself
+							}
+							t.row(cur, ctx.Name, ctx.Endpoint, cred, text(ctx.CAFile))
+						}
+					})
+				},
+			},
+			{
+				Name:  "current-context",
+				Usage: "print the current context's name",
+				Action: func(c *cli.Context) error {
+					cfg, err := loadConfig()
+					if err != nil {
+						return err
+					}
+					if cfg.CurrentContext == "" {
+						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no current context in %s", configPath())
+					}
+					fmt.Fprintln(stdout(c), cfg.CurrentContext)
+					return nil
+				},
+			},
+			{
+				Name:      "use-context",
+				Usage:     "make NAME the current context",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					cfg, err := loadConfig()
+					if err != nil {
+						return err
+					}
+					if cfg.find(n) == nil {
+						var names []string
+						for _, ctx := range cfg.Contexts {
+							names = append(names, ctx.Name)
+						}
+						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q (there are: %s)", n, strings.Join(names, ", "))
+					}
+					cfg.CurrentContext = n
+					if err := cfg.save(); err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout(c), "switched to context %q\n", n)
+					return nil
+				},
+			},
+			{
+				Name:      "set-context",
+				Usage:     "add a context, or change the fields given of one; the first context becomes the current one",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "endpoint", Usage: "the node's API: URL or host:port"},
+					&cli.StringFlag{Name: "token-file", Usage: "a file holding the bearer token"},
+					&cli.StringFlag{Name: "ca-file", Usage: "the PEM CA that signed the node's certificate (https endpoints)"},
+					&cli.BoolFlag{Name: "current", Usage: "also make it the current context"},
+				},
+				Action: func(c *cli.Context) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					cfg, err := loadConfig()
+					if err != nil {
+						return err
+					}
+					ctx := cfg.find(n)
+					if ctx == nil {
+						if !c.IsSet("endpoint") {
+							return usageError("a new context needs --endpoint")
+						}
+						cfg.Contexts = append(cfg.Contexts, contextEntry{Name: n})
+						ctx = &cfg.Contexts[len(cfg.Contexts)-1]
+					}
+					for flag, field := range map[string]*string{"endpoint": &ctx.Endpoint, "token-file": &ctx.TokenFile, "ca-file": &ctx.CAFile} {
+						if c.IsSet(flag) {
+							*field = c.String(flag)
+						}
+					}
+					for _, f := range []*string{&ctx.TokenFile, &ctx.CAFile} {
+						if *f != "" && !filepath.IsAbs(*f) {
+							abs, err := filepath.Abs(*f)
+							if err != nil {
+								return localError(err)
+							}
+							*f = abs
+						}
+					}
+					if c.Bool("current") || cfg.CurrentContext == "" {
+						cfg.CurrentContext = n
+					}
+					if err := cfg.save(); err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout(c), "context %q set (%s)\n", n, configPath())
+					return nil
+				},
+			},
+			{
+				Name:      "delete-context",
+				Usage:     "remove a context",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					cfg, err := loadConfig()
+					if err != nil {
+						return err
+					}
+					i := slices.IndexFunc(cfg.Contexts, func(ctx contextEntry) bool { return ctx.Name == n })
+					if i < 0 {
+						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q", n)
+					}
+					cfg.Contexts = slices.Delete(cfg.Contexts, i, i+1)
+					if cfg.CurrentContext == n {
+						cfg.CurrentContext = ""
+					}
+					if err := cfg.save(); err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout(c), "deleted context %q\n", n)
+					return nil
+				},
+			},
+		},
+	}
+}
