@@ -12,6 +12,7 @@ const VersionHeader = "Cfgcluster-Api"
 
 // VersionInfo answers GET /v1/version.
 type VersionInfo struct {
+	Name      string `json:"name"`                 // the node's name (its member's, when embedded)
 	Node      string `json:"node"`                 // the node's build (version.Build)
 	API       string `json:"api"`                  // the API version it serves
 	Etcd      string `json:"etcd,omitempty"`       // the version of the etcd member it talks to first

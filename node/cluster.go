@@ -64,7 +64,7 @@ func (n *Node) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
 // version answers which build the node is, the API it serves, and the
 // version of the etcd member it talks to first (its own, when embedded).
 func (n *Node) version(w http.ResponseWriter, r *http.Request) error {
-	v := api.VersionInfo{Node: version.Build(), API: version.API}
+	v := api.VersionInfo{Name: n.cfg.Name, Node: version.Build(), API: version.API}
 	if eps := n.client.Endpoints(); len(eps) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()

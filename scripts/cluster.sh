@@ -22,9 +22,23 @@ while getopts "n:d:" o; do
 done
 case $n in 1|3|5) ;; *) echo "-n must be 1, 3 or 5" >&2; exit 2 ;; esac
 
+# in_use reports whether something listens on 127.0.0.1:$1.
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 up() {
   mkdir -p "$dir" bin
   go build -o bin/ ./cmd/cfgnode ./cmd/cfgadm
+  # Every port must be free before anything starts: a member that cannot
+  # bind would fail while the others answer for it.
+  for ((i = 0; i < n; i++)); do
+    if [ -f "$dir/m$i.pid" ] && kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null; then continue; fi
+    for port in $((7380 + i)) $((2379 + 10 * i)) $((2380 + 10 * i)); do
+      if in_use "$port"; then
+        echo "port $port (member m$i) is in use: stop what holds it (a cfgnode started by hand? scripts/cluster.sh down?) and try again" >&2
+        exit 1
+      fi
+    done
+  done
   local initial=""
   for ((i = 0; i < n; i++)); do
     initial+="${initial:+,}m$i=http://127.0.0.1:$((2380 + 10 * i))"
@@ -40,12 +54,21 @@ up() {
       --schema examples/schema.yaml >>"$dir/m$i.log" 2>&1 &
     echo $! >"$dir/m$i.pid"
   done
+  # Ready means: this member's own node answers ready, under its name.
   for ((i = 0; i < n; i++)); do
+    local url="http://127.0.0.1:$((7380 + i))" ok=""
     for _ in $(seq 1 300); do
-      curl -fsS "http://127.0.0.1:$((7380 + i))/readyz" >/dev/null 2>&1 && break
+      if curl -fsS "$url/readyz" >/dev/null 2>&1 && curl -fsS "$url/v1/version" 2>/dev/null | grep -q "\"name\":\"m$i\""; then
+        ok=1; break
+      fi
+      kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null || break
       sleep 0.2
     done
-    curl -fsS "http://127.0.0.1:$((7380 + i))/readyz" >/dev/null || { echo "m$i is not ready: see $dir/m$i.log" >&2; exit 1; }
+    if [ -z "$ok" ]; then
+      echo "m$i is not ready at $url: the end of $dir/m$i.log:" >&2
+      tail -5 "$dir/m$i.log" >&2
+      exit 1
+    fi
   done
   echo "cluster of $n up: cfgadm --endpoint http://127.0.0.1:7380 ...  (logs and data in $dir)"
 }

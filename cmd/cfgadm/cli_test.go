@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -170,5 +171,20 @@ func TestTableCells(t *testing.T) {
 	}
 	if text("<redacted>") != "<redacted>" || text(map[string]any{"a": "<b>"}) != `{"a":"<b>"}` {
 		t.Fatalf("HTML escaping: %s", text(map[string]any{"a": "<b>"}))
+	}
+}
+
+func TestParseAt(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	if at, err := parseAt("+12h", now); err != nil || !at.Equal(now.Add(12*time.Hour)) {
+		t.Fatalf("+12h: %v %v", at, err)
+	}
+	if at, err := parseAt("2026-12-01T02:00:00Z", now); err != nil || at.Hour() != 2 {
+		t.Fatalf("RFC 3339: %v %v", at, err)
+	}
+	for _, bad := range []string{"+", "+-1h", "+soon", "tomorrow", "2026-12-01"} {
+		if _, err := parseAt(bad, now); exitCode(err) != 2 || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }

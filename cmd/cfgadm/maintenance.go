@@ -31,7 +31,7 @@ func maintenanceCommand() *cli.Command {
 				Flags: []cli.Flag{scope,
 					&cli.StringFlag{Name: "reason", Required: true, Usage: "shown to users and in the audit trail"},
 					&cli.DurationFlag{Name: "for", Required: true, Usage: "how long the window lasts (30m, 2h)"},
-					&cli.StringFlag{Name: "at", Usage: "open it at this time (RFC 3339: 2026-12-01T02:00:00Z) instead of now"},
+					&cli.StringFlag{Name: "at", Usage: "open it at this time instead of now: RFC 3339 (2026-12-01T02:00:00Z) or +DURATION from now (+12h)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := args(c, 0, "no arguments"); err != nil {
@@ -39,9 +39,9 @@ func maintenanceCommand() *cli.Command {
 					}
 					req := api.MaintenanceRequest{Scope: c.String("scope"), Reason: c.String("reason"), Duration: c.Duration("for").String()}
 					if at := c.String("at"); at != "" {
-						t, err := time.Parse(time.RFC3339, at)
+						t, err := parseAt(at, time.Now())
 						if err != nil {
-							return usageError("--at %q is not an RFC 3339 time, such as 2026-12-01T02:00:00Z", at)
+							return err
 						}
 						req.At = &t
 					}
@@ -153,4 +153,20 @@ func confirmGlobal(c *cli.Context) error {
 		return usageError("not confirmed: nothing was opened")
 	}
 	return nil
+}
+
+// parseAt reads --at: an RFC 3339 time, or +DURATION after now.
+func parseAt(at string, now time.Time) (time.Time, error) {
+	if d, ok := strings.CutPrefix(at, "+"); ok {
+		dur, err := time.ParseDuration(d)
+		if err != nil || dur <= 0 {
+			return time.Time{}, usageError("--at %q: after + give a duration, such as +12h or +90m", at)
+		}
+		return now.Add(dur), nil
+	}
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return time.Time{}, usageError("--at %q is not an RFC 3339 time, such as 2026-12-01T02:00:00Z, or +DURATION, such as +12h", at)
+	}
+	return t, nil
 }
