@@ -2,12 +2,15 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -137,6 +140,9 @@ func TestAdmWatch(t *testing.T) {
 		}
 		select {
 		case l := <-lines:
+			if strings.HasPrefix(l, "TIME ") {
+				continue // the header
+			}
 			if !strings.Contains(l, "session.idle_timeout") || !strings.Contains(l, "integration") {
 				t.Fatalf("watch printed %q", l)
 			}
@@ -147,4 +153,108 @@ func TestAdmWatch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cfgadm watch outlives its node: when the node goes away it says so and
+// reconnects from the last revision it printed (Last-Event-ID), so a change
+// made meanwhile is printed once; when the node stays away past --retry-for
+// it gives up with exit 5.
+func TestAdmWatchReconnects(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	cmd := exec.CommandContext(ctx, filepath.Join(Binaries(t), "cfgadm"), "--endpoint", n.URL(), "--no-headers",
+		"watch", "session.", "--since", "1", "--retry-for", "3s")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	expect := func(value string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case l := <-lines:
+				if strings.Contains(l, value) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("watch never printed %s; stderr:\n%s", value, stderr.String())
+			}
+		}
+	}
+	if _, e, code := n.Adm(ctx, "set", "session.idle_timeout", "21m", "-m", "before"); code != 0 {
+		t.Fatal(e)
+	}
+	expect("21m0s")
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	if _, e, code := n.Adm(ctx, "set", "session.idle_timeout", "22m", "-m", "after the restart"); code != 0 {
+		t.Fatal(e)
+	}
+	expect("22m0s")
+	// stderr is copied from a pipe: its lines may trail stdout's.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s := stderr.String()
+		if strings.Contains(s, "lost the stream") && strings.Contains(s, "reconnected") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not say it reconnected:\n%s", s)
+		}
+	}
+	// Gone for good: it gives up, exit 5, naming the last revision.
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 5 || !strings.Contains(stderr.String(), "gave up after 3s") {
+			t.Fatalf("watch with its node gone: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watch did not give up; stderr:\n%s", stderr.String())
+	}
+	// Nothing printed twice: each revision once.
+	for l := range lines {
+		if strings.Contains(l, "21m0s →") {
+			t.Fatalf("a change printed again after the reconnect: %s", l)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and a test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

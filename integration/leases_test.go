@@ -79,7 +79,7 @@ func TestInstancesRolloutAndMaintenance(t *testing.T) {
 	if _, body, _ := get(t, a.URL()+"/config?key=taskqueue.max_workers"); !strings.Contains(body, `"value":100`) {
 		t.Fatalf("a serves %s", body)
 	}
-	out, _, _ = n.Adm(ctx, "instances")
+	out, _, _ = n.Adm(ctx, "instances", "-o", "wide") // whole reasons: a table cuts long cells
 	if !strings.Contains(out, "taskqueue.max_workers@") || !strings.Contains(out, "above the maximum 64") {
 		t.Fatalf("instances should show b's rejection:\n%s", out)
 	}

@@ -63,6 +63,11 @@ func (l Layout) ClientRange() (start, end string) {
 	return l.GenerationKey(), l.prefix + "v1/values0" // '0' follows '/': the end of v1/values/
 }
 
+// MemberNameKey holds the name an etcd member was added under (by its hex
+// ID), until it starts and etcd knows its name: a member is named from
+// cfgadm member add on.
+func (l Layout) MemberNameKey(id string) string { return l.prefix + "v1/member-names/" + id }
+
 // AuditPrefix is the prefix of every audit record.
 func (l Layout) AuditPrefix() string { return l.prefix + "v1/audit/" }
 

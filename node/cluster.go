@@ -33,7 +33,7 @@ func (n *Node) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
 	}
 	out := &api.ClusterStatus{}
 	for _, m := range ml.Members {
-		am := api.Member{ID: memberID(m.ID), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner}
+		am := api.Member{ID: memberID(m.ID), Name: n.memberName(ctx, m.ID, m.Name), PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner}
 		if len(m.ClientURLs) == 0 {
 			am.Error = "not started yet"
 		} else {
@@ -59,6 +59,19 @@ func (n *Node) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
 		}
 	}
 	return out, nil
+}
+
+// memberName is a member's name: etcd's, or, for a member not started
+// yet, the one it was added under.
+func (n *Node) memberName(ctx context.Context, id uint64, name string) string {
+	if name != "" {
+		return name
+	}
+	resp, err := n.client.Get(ctx, n.store.Layout().MemberNameKey(memberID(id)))
+	if err != nil || len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
 }
 
 // version answers which build the node is, the API it serves, and the
@@ -122,6 +135,11 @@ func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	n.log.Info("member added as a learner", zap.String("name", req.Name), zap.String("id", memberID(resp.Member.ID)))
+	// etcd learns a member's name when it starts; until then the name given
+	// here is kept, so the member can be listed and removed by it.
+	if _, err := n.client.Put(r.Context(), n.store.Layout().MemberNameKey(memberID(resp.Member.ID)), req.Name); err != nil {
+		n.log.Warn("could not record the new member's name", zap.String("name", req.Name), zap.Error(err))
+	}
 	return writeJSON(w, http.StatusOK, api.MemberAdded{
 		Member:         api.Member{ID: memberID(resp.Member.ID), Name: req.Name, PeerURLs: resp.Member.PeerURLs, Learner: true},
 		InitialCluster: strings.Join(parts, ","), InitialClusterState: "existing"})
@@ -134,10 +152,11 @@ func (n *Node) removeMember(w http.ResponseWriter, r *http.Request) error {
 		return cfgerr.Wrap(cfgerr.Unavailable, err)
 	}
 	for _, m := range ml.Members {
-		if memberID(m.ID) == which || m.Name == which {
+		if memberID(m.ID) == which || n.memberName(r.Context(), m.ID, m.Name) == which {
 			if _, err := n.client.MemberRemove(r.Context(), m.ID); err != nil {
 				return cfgerr.Errorf(cfgerr.Conflict, "", "member", "etcd refused to remove %s: %v", which, err)
 			}
+			n.client.Delete(r.Context(), n.store.Layout().MemberNameKey(memberID(m.ID)))
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}

@@ -33,7 +33,7 @@ func TestRingJoinNeverSkips(t *testing.T) {
 		r.mu.Lock()
 		from := r.last
 		r.mu.Unlock()
-		missed, _, complete := r.join(st, from)
+		missed, _, _, complete := r.join(st, from)
 		if !complete {
 			t.Fatalf("join at %d: incomplete", from)
 		}
@@ -65,10 +65,11 @@ func TestRingIsBoundedByBytesAndCount(t *testing.T) {
 		t.Fatalf("bytes %d, %d batches, base %d", r.bytes, len(r.buf), r.base)
 	}
 	st := &stream{ch: make(chan watch.Batch, 1), resync: make(chan struct{}, 1)}
-	if _, _, complete := r.join(st, 10); complete {
-		t.Fatal("a resume from a dropped revision was called complete")
+	missed, _, base, complete := r.join(st, 10)
+	if complete || base != r.base || len(missed) != len(r.buf) || missed[0].Revision != base+1 {
+		t.Fatalf("a resume from a dropped revision: complete %v, base %d, %d batches", complete, base, len(missed))
 	}
-	if _, last, complete := r.join(st, 51); complete || last != 50 {
+	if _, last, _, complete := r.join(st, 51); complete || last != 50 {
 		t.Fatalf("a resume from ahead of the ring: complete %v, last %d", complete, last)
 	}
 	for rev := int64(51); rev <= 300; rev++ {

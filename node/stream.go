@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
@@ -91,22 +92,23 @@ func (r *ring) reset(n watch.Resync) {
 }
 
 // join registers a stream and returns, atomically with it, the batches
-// after rev, the ring's newest revision, and whether the batches since rev
-// are all still kept (false: some are gone, or rev is ahead of the ring).
-func (r *ring) join(st *stream, rev int64) (missed []watch.Batch, last int64, complete bool) {
+// after rev (after base, when rev is older than the ring keeps), the ring's
+// newest revision and its base, and whether the batches since rev are all
+// kept (false: rev is older than base, or ahead of the ring).
+func (r *ring) join(st *stream, rev int64) (missed []watch.Batch, last, base int64, complete bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.streams[st] = struct{}{}
 	r.gauge.Inc()
-	if rev < r.base || rev > r.last {
-		return nil, r.last, false
+	if rev > r.last {
+		return nil, r.last, r.base, false
 	}
 	for _, b := range r.buf {
-		if b.Revision > rev && st.wants(b.Batch) {
+		if b.Revision > max(rev, r.base) && st.wants(b.Batch) {
 			missed = append(missed, b.Batch)
 		}
 	}
-	return missed, r.last, true
+	return missed, r.last, r.base, rev >= r.base
 }
 
 func (r *ring) leave(st *stream) {
@@ -214,8 +216,20 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 	rc.SetReadDeadline(time.Time{})
 	ew := &deadlineWriter{w: w, rc: rc, d: n.cfg.EventWriteTimeout}
 	st := &stream{prefix: prefix, ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
-	missed, last, complete := n.ring.join(st, since)
+	missed, last, base, complete := n.ring.join(st, since)
 	defer n.ring.leave(st)
+	var older []watch.Batch
+	if since > 0 && since < base {
+		// Older than this node's ring (it started after since, or the
+		// stream comes from another node): etcd's history has the rest,
+		// unless compacted.
+		var err error
+		if older, err = n.replay(r.Context(), since, base); err == nil {
+			complete = true
+		} else {
+			n.log.Debug("cannot replay a stream's missed changes from etcd", zap.Int64("since", since), zap.Error(err))
+		}
+	}
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -232,7 +246,7 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 		} else {
-			for _, b := range missed {
+			for _, b := range append(older, missed...) {
 				if err := n.sendBatch(ew, b, prefix); err != nil {
 					return nil
 				}

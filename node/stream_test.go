@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"cfgcluster/api"
+	"cfgcluster/etcdtest"
 	"cfgcluster/node"
 )
 
@@ -98,10 +101,10 @@ func TestWatchStream(t *testing.T) {
 	if len(again) != 1 || again[0].Revision != r2.Revision {
 		t.Fatalf("resume: %+v", again)
 	}
-	// Resuming from before the node's history: a resync notice.
-	_, rs := collect(t, c, "", 1, 0)
-	if len(rs) != 1 || rs[0].Reason != "history" || rs[0].Revision < r2.Revision {
-		t.Fatalf("resync: %+v", rs)
+	// Resuming from before the node's ring: etcd's history has the rest.
+	early, rs := collect(t, c, "session.", 1, 2)
+	if len(rs) != 0 || len(early) != 2 || early[0].Revision != r1.Revision || early[1].Revision != r2.Revision {
+		t.Fatalf("resume from revision 1: %+v, resyncs %+v", early, rs)
 	}
 	// Resuming from ahead of the node (another cluster, a restore): a
 	// resync notice at once, never silence.
@@ -120,5 +123,50 @@ func TestWatchStream(t *testing.T) {
 	}
 	if b := <-done; b[0].Events[0].New != api.Redacted {
 		t.Fatalf("sensitive value on the stream: %+v", b)
+	}
+}
+
+// A stream resumes on a node that restarted since its Last-Event-ID (or on
+// another node): the changes come from etcd's history, deletes with who
+// made them and why; past etcd's compaction, a resync notice says so.
+func TestWatchResumesAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	clientURL, peerURL := "http://"+etcdtest.FreeAddr(t), "http://"+etcdtest.FreeAddr(t)
+	same := func(cfg *node.Config) {
+		cfg.DataDir, cfg.ListenClientURLs, cfg.ListenPeerURLs = dir, []string{clientURL}, []string{peerURL}
+	}
+	n1, c1 := startNode(t, "../examples/schema.yaml", same)
+	ctx := bg(t)
+	r1, err := c1.Set(ctx, "session.idle_timeout", api.SetRequest{Text: str("20m"), Comment: "longer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c1.Delete(ctx, "session.idle_timeout", "back to the default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, c2 := startNode(t, "", same)
+	got, rs := collect(t, c2, "session.", r1.Revision-1, 2)
+	if len(rs) != 0 || len(got) != 2 || got[0].Revision != r1.Revision || got[1].Revision != r2.Revision {
+		t.Fatalf("resume across a restart: %+v, resyncs %+v", got, rs)
+	}
+	set, del := got[0].Events[0], got[1].Events[0]
+	if set.Kind != "put" || set.New != "20m0s" || set.Comment != "longer" || set.Actor != "tester" {
+		t.Fatalf("replayed set: %+v", set)
+	}
+	if del.Kind != "delete" || del.Old != "20m0s" || del.New != "15m0s" || del.Actor != "tester" || del.Comment != "back to the default" || del.Time == nil {
+		t.Fatalf("replayed delete: %+v", del)
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	etcdtest.Compact(t, etcd)
+	if _, rs := collect(t, c2, "", 1, 0); len(rs) != 1 || rs[0].Reason != "history" {
+		t.Fatalf("resume from a compacted revision: %+v", rs)
 	}
 }
