@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,7 +63,10 @@ func applyCommand() *cli.Command {
 			if len(req.Changes) == 0 {
 				return usageError("%s has no changes: give set: and/or delete:", c.String("file"))
 			}
-			r, err := client(c).ApplyWait(c.Context, req, waitFor(c))
+			cl := client(c)
+			r, err := writeAndWait(c, func(wait time.Duration) (*api.WriteResult, error) {
+				return cl.ApplyWait(c.Context, req, wait)
+			})
 			if err != nil {
 				return err
 			}

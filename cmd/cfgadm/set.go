@@ -1,6 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"strings"
+
+	"cfgcluster/cfgerr"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,7 +33,10 @@ func setCommand() *cli.Command {
 				rev := c.Int64("expect-revision")
 				req.ExpectRevision = &rev
 			}
-			r, err := client(c).SetWait(c.Context, c.Args().First(), req, waitFor(c))
+			cl := client(c)
+			r, err := writeAndWait(c, func(wait time.Duration) (*api.WriteResult, error) {
+				return cl.SetWait(c.Context, c.Args().First(), req, wait)
+			})
 			if err != nil {
 				return err
 			}
@@ -67,6 +75,58 @@ func waitFor(c *cli.Context) time.Duration {
 		return 0
 	}
 	return c.Duration("timeout")
+}
+
+// writeAndWait makes a write, with --wait until its rollout converges. On a
+// terminal it shows the progress (instances applied out of those that read
+// the keys, stragglers named) while it waits; otherwise the node waits and
+// answers once.
+func writeAndWait(c *cli.Context, write func(wait time.Duration) (*api.WriteResult, error)) (*api.WriteResult, error) {
+	wait := waitFor(c)
+	if wait == 0 || structured(c) || !isTerminal(os.Stderr) {
+		return write(wait)
+	}
+	r, err := write(0)
+	if err != nil || r.DryRun || r.Revision == 0 {
+		return r, err
+	}
+	cl := client(c)
+	deadline := time.Now().Add(wait)
+	var last *api.Rollout
+	for {
+		ro, err := cl.Rollout(c.Context, r.Revision)
+		if err == nil {
+			last = ro
+			total := len(ro.Applied) + len(ro.Stragglers) + len(ro.Rejected)
+			line := fmt.Sprintf("revision %d: %d of %d instances applied", r.Revision, len(ro.Applied), total)
+			if n := len(ro.Stragglers); n > 0 {
+				names := make([]string, 0, n)
+				for _, in := range ro.Stragglers[:min(n, 3)] {
+					names = append(names, in.Service+"/"+in.ID)
+				}
+				line += "; waiting for " + strings.Join(names, ", ")
+				if n > 3 {
+					line += fmt.Sprintf(" and %d more", n-3)
+				}
+			}
+			fmt.Fprintf(os.Stderr, "\r\x1b[K%s", line)
+			if ro.Converged || len(ro.Stragglers) == 0 {
+				break
+			}
+		} else if cfgerr.CodeOf(err) != cfgerr.Unavailable {
+			break
+		}
+		if time.Now().After(deadline) || c.Context.Err() != nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	fmt.Fprintln(os.Stderr)
+	if last == nil {
+		return nil, cfgerr.Errorf(cfgerr.Unavailable, "", "wait", "the change was written (revision %d), but its rollout could not be read", r.Revision)
+	}
+	r.Rollout = last
+	return r, nil
 }
 
 // showResult prints what a write changed, and with --wait its rollout; a

@@ -1,0 +1,85 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// What a newcomer meets when cfgadm points at the wrong place: a stopped
+// node gets a hint, an etcd client port is named as not a cfgnode API (exit
+// 5, never a 404 that reads like a missing key), and host:port works.
+func TestAdmEndpoints(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		endpoint string
+		code     int
+		want     []string
+	}{
+		{n.APIAddr, 0, []string{"info"}}, // no scheme
+		{n.Client, 5, []string{"is not a cfgnode API", "listens on 127.0.0.1:7380 by default"}},
+		{"127.0.0.1:1", 5, []string{"cannot reach", "is cfgnode running there?"}},
+	} {
+		out, errOut, code := n.Adm(ctx, "--endpoint", tc.endpoint, "get", "log.level")
+		if code != tc.code {
+			t.Errorf("--endpoint %s: exit %d, want %d\n%s%s", tc.endpoint, code, tc.code, out, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out+errOut, w) {
+				t.Errorf("--endpoint %s: no %q in\n%s%s", tc.endpoint, w, out, errOut)
+			}
+		}
+	}
+	// Completion offers the node's keys after a command that takes one,
+	// and the commands at the top.
+	out, _, _ := n.Adm(ctx, "get", "--generate-bash-completion")
+	if !strings.Contains(out, "session.idle_timeout\n") || !strings.Contains(out, "db.password\n") {
+		t.Errorf("completion of get:\n%s", out)
+	}
+	out, _, _ = n.Adm(ctx, "--generate-bash-completion")
+	if !strings.Contains(out, "rollback") || !strings.Contains(out, "maintenance") {
+		t.Errorf("completion of commands:\n%s", out)
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		if out, _, code := n.Adm(ctx, "completion", shell); code != 0 || !strings.Contains(out, "--generate-bash-completion") {
+			t.Errorf("completion %s: exit %d\n%s", shell, code, out)
+		}
+	}
+	// The bash script completes through a real bash.
+	script, _, _ := n.Adm(ctx, "completion", "bash")
+	cmd := exec.CommandContext(ctx, "bash", "--norc", "--noprofile", "-c", script+`
+COMP_WORDS=(cfgadm get sess); COMP_CWORD=2; _cfgadm; printf '%s\n' "${COMPREPLY[@]}"`)
+	cmd.Env = append(os.Environ(), "PATH="+Binaries(t)+":"+os.Getenv("PATH"), "CFGADM_ENDPOINT="+n.URL())
+	got, err := cmd.Output()
+	if err != nil || !strings.Contains(string(got), "session.idle_timeout") || strings.Contains(string(got), "log.level") {
+		t.Errorf("bash completion of 'cfgadm get sess': %v\n%s", err, got)
+	}
+}
+
+// On a terminal, set --wait shows the rollout as it converges.
+func TestAdmWaitShowsProgressOnATerminal(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	StartService(t, n, "billing", "--id", "a")
+	waitFor(t, "the instance", 10*time.Second, func() bool {
+		l, err := n.API().Instances(ctx, "billing")
+		return err == nil && len(l.Instances) == 1
+	})
+	// script(1) gives cfgadm a pseudo-terminal.
+	line := filepath.Join(Binaries(t), "cfgadm") + " --endpoint " + n.URL() + " set taskqueue.max_workers 16 --wait --timeout 20s"
+	out, err := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "1 of 1 instances applied") || !strings.Contains(string(out), "applied") {
+		t.Fatalf("set --wait on a terminal: %v\n%s", err, out)
+	}
+	// Not a terminal: no progress line, the same result.
+	stdout, stderr, code := n.Adm(ctx, "set", "taskqueue.max_workers", "17", "--wait", "--timeout", "20s")
+	if code != 0 || strings.Contains(stdout+stderr, "instances applied") || !strings.Contains(stdout, "applied") {
+		t.Fatalf("set --wait in a pipe: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
