@@ -46,6 +46,12 @@ func TestClusterAdministration(t *testing.T) {
 	if err != nil || res.InitialClusterState != "existing" || !strings.Contains(res.InitialCluster, "n3="+peer) {
 		t.Fatalf("member add: %+v %v", res, err)
 	}
+	// Until it starts, the new member is unhealthy: cluster status exits 5
+	// and names it (by the name it was added under).
+	out, errOut, code = n.Adm(ctx, "cluster", "status")
+	if code != 5 || !strings.Contains(errOut, "member n3") || !strings.Contains(errOut, "not started yet") || !strings.Contains(out, "learner") {
+		t.Fatalf("cluster status with a member not started: exit %d\n%s%s", code, out, errOut)
+	}
 	joiner := newNode(t, "n3", peer)
 	joiner.Args = append(joiner.Args, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--advertise-client-urls", joiner.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing")

@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"cfgcluster/etcdtest"
 )
 
 // What a newcomer meets when cfgadm points at the wrong place: a stopped
@@ -81,5 +84,63 @@ func TestAdmWaitShowsProgressOnATerminal(t *testing.T) {
 	stdout, stderr, code := n.Adm(ctx, "set", "taskqueue.max_workers", "17", "--wait", "--timeout", "20s")
 	if code != 0 || strings.Contains(stdout+stderr, "instances applied") || !strings.Contains(stdout, "applied") {
 		t.Fatalf("set --wait in a pipe: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// cfgnode on a terminal logs for people and says what to do next; a port
+// that is taken is named with its flag, with no stack trace and nothing
+// started.
+func TestNodeFirstStart(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
+	ctx := ctxT(t)
+	bin := filepath.Join(Binaries(t), "cfgnode")
+	out, err := exec.CommandContext(ctx, bin, "--data-dir", t.TempDir(), "--api-addr", n.APIAddr,
+		"--listen-client-urls", "http://"+etcdtest.FreeAddr(t), "--listen-peer-urls", "http://"+etcdtest.FreeAddr(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--api-addr: "+n.APIAddr+" is in use") || strings.Contains(string(out), "goroutine") ||
+		strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+		t.Fatalf("a taken API port: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, bin, "--data-dir", t.TempDir(), "--api-addr", etcdtest.FreeAddr(t),
+		"--listen-client-urls", n.Client, "--listen-peer-urls", "http://"+etcdtest.FreeAddr(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--listen-client-urls: "+strings.TrimPrefix(n.Client, "http://")+" is in use") {
+		t.Fatalf("a taken client port: %v\n%s", err, out)
+	}
+
+	// On a terminal (script(1)): console logs and the banner.
+	api := etcdtest.FreeAddr(t)
+	line := strings.Join([]string{bin, "--data-dir", t.TempDir(), "--api-addr", api, "--listen-client-urls", "http://" + etcdtest.FreeAddr(t),
+		"--listen-peer-urls", "http://" + etcdtest.FreeAddr(t), "--schema", schema}, " ")
+	cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitFor(t, "the banner", 60*time.Second, func() bool { return strings.Contains(buf.String(), "Next, in another shell") })
+	s := buf.String()
+	if !strings.Contains(s, "API:          http://"+api) || !strings.Contains(s, "cfgadm --endpoint http://"+api+" list") ||
+		!strings.Contains(s, "INFO") || strings.Contains(s, `{"level"`) {
+		t.Fatalf("cfgnode on a terminal:\n%s", s)
+	}
+}
+
+func freeAddr(t *testing.T) string { return etcdtest.FreeAddr(t) }
+
+// scripts/cluster.sh checks its ports before it starts anything: a member
+// that cannot bind is never reported up because another member answered.
+func TestClusterScriptRefusesTakenPorts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:7380")
+	if err != nil {
+		t.Fatalf("the test holds 127.0.0.1:7380 itself, which is in use (a cfgnode of yours?): %v", err)
+	}
+	defer ln.Close()
+	root := copyRepo(t)
+	cmd := exec.CommandContext(ctxT(t), "scripts/cluster.sh", "up", "-n", "1", "-d", t.TempDir())
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "port 7380 (member m0) is in use") || strings.Contains(string(out), "up:") {
+		t.Fatalf("cluster.sh with 7380 taken: %v\n%s", err, out)
 	}
 }
