@@ -151,7 +151,7 @@ func (r *Rule) Eval(value func(key string) (any, bool), blame ...string) error {
 		if !ok {
 			return nil // vacuous: a key the rule reads is unset
 		}
-		vars[k] = celValue(v)
+		vars[k] = Numbers(v)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), RuleTimeout)
 	defer cancel()
@@ -184,8 +184,11 @@ func (r *Rule) violation(blame []string, format string, args ...any) error {
 	return e
 }
 
-// celValue turns json.Number leaves of a json value into CEL numbers.
-func celValue(v any) any {
+// Numbers returns a JSON value (decoded with UseNumber) with its
+// json.Number leaves made int64 when whole and float64 otherwise: the
+// numbers CEL compares, and YAML and JSONPath print as numbers. Maps and
+// slices are copied, not changed.
+func Numbers(v any) any {
 	switch x := v.(type) {
 	case json.Number:
 		if i, err := x.Int64(); err == nil {
@@ -196,13 +199,13 @@ func celValue(v any) any {
 	case map[string]any:
 		m := make(map[string]any, len(x))
 		for k, e := range x {
-			m[k] = celValue(e)
+			m[k] = Numbers(e)
 		}
 		return m
 	case []any:
 		l := make([]any, len(x))
 		for i, e := range x {
-			l[i] = celValue(e)
+			l[i] = Numbers(e)
 		}
 		return l
 	}

@@ -150,11 +150,18 @@ func (ctx *contextEntry) configure(cl *api.Client) error {
 }
 
 func configCommand() *cli.Command {
-	name := func(c *cli.Context) (string, error) {
-		if c.NArg() != 1 {
-			return "", usageError("%s takes a context NAME", c.Command.FullName())
+	// named is the action of a subcommand that takes a context NAME.
+	named := func(fn func(c *cli.Context, cfg *config, name string) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("%s takes a context NAME", c.Command.HelpName)
+			}
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			return fn(c, cfg, c.Args().First())
 		}
-		return c.Args().First(), nil
 	}
 	return &cli.Command{
 		Name:  "config",
@@ -206,15 +213,7 @@ func configCommand() *cli.Command {
 				Name:      "use-context",
 				Usage:     "make NAME the current context",
 				ArgsUsage: "NAME",
-				Action: func(c *cli.Context) error {
-					n, err := name(c)
-					if err != nil {
-						return err
-					}
-					cfg, err := loadConfig()
-					if err != nil {
-						return err
-					}
+				Action: named(func(c *cli.Context, cfg *config, n string) error {
 					if cfg.find(n) == nil {
 						var names []string
 						for _, ctx := range cfg.Contexts {
@@ -228,7 +227,7 @@ func configCommand() *cli.Command {
 					}
 					fmt.Fprintf(stdout(c), "switched to context %q\n", n)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:      "set-context",
@@ -240,15 +239,7 @@ func configCommand() *cli.Command {
 					&cli.StringFlag{Name: "ca-file", Usage: "the PEM CA that signed the node's certificate (https endpoints)"},
 					&cli.BoolFlag{Name: "current", Usage: "also make it the current context"},
 				},
-				Action: func(c *cli.Context) error {
-					n, err := name(c)
-					if err != nil {
-						return err
-					}
-					cfg, err := loadConfig()
-					if err != nil {
-						return err
-					}
+				Action: named(func(c *cli.Context, cfg *config, n string) error {
 					ctx := cfg.find(n)
 					if ctx == nil {
 						if !c.IsSet("endpoint") {
@@ -279,21 +270,13 @@ func configCommand() *cli.Command {
 					}
 					fmt.Fprintf(stdout(c), "context %q set (%s)\n", n, configPath())
 					return nil
-				},
+				}),
 			},
 			{
 				Name:      "delete-context",
 				Usage:     "remove a context",
 				ArgsUsage: "NAME",
-				Action: func(c *cli.Context) error {
-					n, err := name(c)
-					if err != nil {
-						return err
-					}
-					cfg, err := loadConfig()
-					if err != nil {
-						return err
-					}
+				Action: named(func(c *cli.Context, cfg *config, n string) error {
 					i := slices.IndexFunc(cfg.Contexts, func(ctx contextEntry) bool { return ctx.Name == n })
 					if i < 0 {
 						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q", n)
@@ -307,7 +290,7 @@ func configCommand() *cli.Command {
 					}
 					fmt.Fprintf(stdout(c), "deleted context %q\n", n)
 					return nil
-				},
+				}),
 			},
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"cfgcluster/schema"
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
@@ -196,29 +197,7 @@ func generic(v any) (any, error) {
 	if err := d.Decode(&g); err != nil {
 		return nil, err
 	}
-	return numbers(g), nil
-}
-
-// numbers turns json.Numbers into int64 or float64, which YAML and JSONPath
-// print as numbers.
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	}
-	return v
+	return schema.Numbers(g), nil
 }
 
 // colour reports whether w is a terminal that takes colour: not with
