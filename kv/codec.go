@@ -55,8 +55,8 @@ type envelope struct {
 	Sensitive bool `json:"s,omitempty"`
 }
 
-// ChangeMeta is who made a change, when and why. The generation key holds
-// the latest value change's (see Layout.GenerationKey).
+// ChangeMeta is who made a change, when and why. The last-change key holds
+// the latest value change's (see Layout.LastChangeKey).
 type ChangeMeta struct {
 	Actor   string    `json:"by,omitempty"`
 	Time    time.Time `json:"at"`
@@ -68,8 +68,7 @@ func encodeChangeMeta(meta Meta, at time.Time) string {
 	return string(b)
 }
 
-// DecodeChangeMeta decodes the generation key's value; false if it holds
-// none (nodes before this field wrote it empty).
+// DecodeChangeMeta decodes the last-change key's value; false if it is not one.
 func DecodeChangeMeta(b []byte) (ChangeMeta, bool) {
 	var m ChangeMeta
 	if len(b) == 0 || json.Unmarshal(b, &m) != nil {

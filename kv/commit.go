@@ -71,7 +71,8 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	ops = append(ops, tx.s.auditOps(rec)...)
 
 	if len(tx.order) > 0 {
-		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), encodeChangeMeta(meta, now)))
+		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""),
+			clientv3.OpPut(tx.s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
 	}
 	// If every read is still current, write; else read back what changed,
 	// in the same round trip, for the retry.

@@ -35,10 +35,15 @@ func (l Layout) SchemaKey() string { return l.prefix + "v1/schema" }
 // deletes a value, in the change's own transaction. A change that read every
 // value (a schema change, a rollback of everything) compares this one key
 // instead of each value's, so it stays within etcd's limit of operations per
-// transaction (--max-txn-ops, 128 by default) at any number of values. Its
-// value is the change's ChangeMeta: it is the first key of the client range,
-// so a watcher learns who deleted a value (a delete leaves no envelope).
+// transaction (--max-txn-ops, 128 by default) at any number of values. It is
+// outside the client range: services never receive it.
 func (l Layout) GenerationKey() string { return l.prefix + "v1/generation" }
+
+// LastChangeKey holds the ChangeMeta of the latest change that wrote or
+// deleted a value, put in the same transaction. It is inside the client
+// range: a watcher learns from it who deleted a value, and why (a delete
+// leaves no envelope).
+func (l Layout) LastChangeKey() string { return l.prefix + "v1/txn" }
 
 // ValuesPrefix is the prefix of every value envelope.
 func (l Layout) ValuesPrefix() string { return l.prefix + "v1/values/" }
@@ -55,18 +60,18 @@ func (l Layout) KeyOf(etcdKey string) (string, bool) {
 func (l Layout) MaintenancePrefix() string { return l.prefix + "v1/maintenance/" }
 
 // ClientRange is the key range [start, end) that service clients watch:
-// the generation key, maintenance windows, proposals, the schema and the
-// values — everything a service reacts to, and not the audit trail, the
-// instance registry or auth, which every instance would otherwise receive
-// from every other.
+// maintenance windows, scheduled windows, the schema, the last change's
+// metadata and the values — everything a service reacts to, and not the
+// audit trail, the instance registry or auth, which every instance would
+// otherwise receive from every other.
 func (l Layout) ClientRange() (start, end string) {
-	return l.GenerationKey(), l.prefix + "v1/values0" // '0' follows '/': the end of v1/values/
+	return l.MaintenancePrefix(), l.prefix + "v1/values0" // '0' follows '/': the end of v1/values/
 }
 
 // MemberNameKey holds the name an etcd member was added under (by its hex
 // ID), until it starts and etcd knows its name: a member is named from
 // cfgadm member add on.
-func (l Layout) MemberNameKey(id string) string { return l.prefix + "v1/member-names/" + id }
+func (l Layout) MemberNameKey(id string) string { return l.prefix + "v1/cluster/member-names/" + id }
 
 // AuditPrefix is the prefix of every audit record.
 func (l Layout) AuditPrefix() string { return l.prefix + "v1/audit/" }

@@ -67,7 +67,7 @@ func (n *Node) replay(ctx context.Context, since, until int64) ([]watch.Batch, e
 
 // historyBatches turns etcd events into per-revision batches of value
 // changes, as the node's watch client makes them: old and new values, who
-// made the change (for a delete, from the generation key) and why.
+// made the change (for a delete, from the last-change key) and why.
 func (n *Node) historyBatches(layout kv.Layout, evs []*clientv3.Event) []watch.Batch {
 	sch := n.watch.Schema()
 	var out []watch.Batch
@@ -76,7 +76,7 @@ func (n *Node) historyBatches(layout kv.Layout, evs []*clientv3.Event) []watch.B
 		j := i
 		var meta kv.ChangeMeta
 		for ; j < len(evs) && evs[j].Kv.ModRevision == rev; j++ {
-			if string(evs[j].Kv.Key) == layout.GenerationKey() {
+			if string(evs[j].Kv.Key) == layout.LastChangeKey() {
 				meta, _ = kv.DecodeChangeMeta(evs[j].Kv.Value)
 			}
 		}

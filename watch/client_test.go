@@ -249,7 +249,7 @@ func TestCacheFollowsChanges(t *testing.T) {
 		t.Fatalf("after delete: %+v", v)
 	}
 	// Events say who made each change and why, deletes included (which
-	// leave no envelope: the generation key tells).
+	// leave no envelope: the last-change key tells).
 	eventually(t, "both events", func() bool { b, _ := rec.Snapshot(); return len(b) == 2 })
 	b, _ := rec.Snapshot()
 	if set := b[0].Events[0]; set.Actor != "admin" || set.Time.IsZero() {

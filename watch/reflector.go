@@ -175,7 +175,7 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 	)
 	if !list {
 		for _, ev := range evs {
-			if string(ev.Kv.Key) == c.layout.GenerationKey() && ev.Type == clientv3.EventTypePut {
+			if string(ev.Kv.Key) == c.layout.LastChangeKey() && ev.Type == clientv3.EventTypePut {
 				change, _ = kv.DecodeChangeMeta(ev.Kv.Value)
 			}
 		}
