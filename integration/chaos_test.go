@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ var (
 	chaosRounds = flag.Int("chaos.rounds", 1, "rounds of random faults (scripts/chaos.sh runs more)")
 	chaosKeep   = flag.String("chaos.keep", "", "folder where failed rounds keep their history and data")
 	chaosSeed   = flag.Uint64("chaos.seed", 0, "random seed (0: from the clock)")
+	chaosNetns  = flag.Bool("chaos.netns", false, "members in network namespaces, and the faults only they allow (needs root)")
 )
 
 // recoveryBudget is how soon after a single-member fault writes through a
@@ -27,7 +29,9 @@ const recoveryBudget = 2 * time.Second
 // TestChaos runs rounds of random faults under load on a 3-member cluster
 // (one round in the suite; scripts/chaos.sh runs a soak). Each round: a
 // random fault (leader or follower SIGKILL, leader SIGSTOP, leader or
-// follower cut off by its peer proxy) held 1–3 s, then healed; then every
+// follower cut off by its peer proxy, a follower slowed; with -chaos.netns
+// also symmetric and one-way partitions and a leader cut from its clients)
+// held 1–3 s, then healed; then every
 // acknowledged write must be present, the history linearizable, the
 // watching client complete, and writes must have resumed within
 // recoveryBudget. etcd is compacted midway through the fault, under load,
@@ -40,34 +44,78 @@ func TestChaos(t *testing.T) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	rng := rand.New(rand.NewPCG(seed, seed))
+	faults := loopbackFaults
+	if *chaosNetns {
+		// Partitions there are the symmetric isolate faults.
+		faults = append([]string{"leader-kill", "follower-kill", "leader-pause"}, netnsFaults...)
+	}
+	cl := chaosCluster(t, *chaosNetns)
+	runChaos(t, cl, seed, faults, *chaosRounds, func(int) string { return faults[rng.IntN(len(faults))] }, rng)
+}
+
+// TestNetworkFaults makes each fault that needs network namespaces once,
+// under load, with every check of a chaos round: a member cut off from its
+// peers both ways, one that cannot send to them, one that cannot hear them,
+// a leader cut from its clients, and a slow follower.
+func TestNetworkFaults(t *testing.T) {
+	if err := hasNetns(); err != nil {
+		t.Fatal(err) // CI runs as root; a developer without root runs the rest with -run
+	}
+	seed := uint64(time.Now().UnixNano())
+	cl := chaosCluster(t, true)
+	runChaos(t, cl, seed, netnsFaults, len(netnsFaults), func(round int) string { return netnsFaults[round-1] }, rand.New(rand.NewPCG(seed, seed)))
+}
+
+var (
+	// loopbackFaults work on any cluster; partitions there cut a member's
+	// inbound peer traffic through its proxy.
+	loopbackFaults = []string{"leader-kill", "follower-kill", "leader-pause", "leader-partition", "follower-partition", "follower-slow"}
+	// netnsFaults need a cluster in network namespaces: partitions there are
+	// symmetric, and the one-way faults and the client cut become possible.
+	netnsFaults = []string{"leader-isolate", "follower-isolate", "leader-cannot-send", "leader-cannot-receive", "leader-clients-cut", "follower-slow"}
+)
+
+func chaosCluster(t *testing.T, netns bool) *Cluster {
 	schema, _ := filepath.Abs("../examples/schema.yaml")
 	// The audit trail's live keys are what a restarting member indexes: a
 	// retention, as in production, keeps every round's cost flat.
-	cl := NewCluster(t, Config{Size: 3, Schema: schema, Flags: []string{"--audit-max-records", "20000", "--audit-prune-interval", "5s"}})
+	return NewCluster(t, Config{Size: 3, Schema: schema, Netns: netns,
+		Flags: []string{"--audit-max-records", "20000", "--audit-prune-interval", "5s"}})
+}
+
+// runChaos runs rounds of faults (pick names each round's) and fails the
+// test if any round failed, after printing the summary by fault.
+func runChaos(t *testing.T, cl *Cluster, seed uint64, faults []string, rounds int, pick func(round int) string, rng *rand.Rand) {
 	obs := cl.Observe(t)
-	faults := []string{"leader-kill", "follower-kill", "leader-pause", "leader-partition", "follower-partition"}
 	total, perFault := &tally{}, map[string]*tally{}
 	var failed []int
-	for round := 1; round <= *chaosRounds; round++ {
-		fault := faults[rng.IntN(len(faults))]
+	for round := 1; round <= rounds; round++ {
+		fault := pick(round)
 		hold := time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 		started := time.Now()
 		load := cl.StartLoad(3, 2, "site.banner")
 		waitFor(t, "the load to get going", 10*time.Second, func() bool { return len(load.Acks()) > 0 })
 		leader := cl.WaitLeader()
 		victim := leader
-		if fault == "follower-kill" || fault == "follower-partition" {
+		if strings.HasPrefix(fault, "follower-") {
 			victim = (leader + 1 + rng.IntN(2)) % 3
 		}
-		at := time.Now()
+		stopSlow := func() {}
 		switch fault {
 		case "leader-kill", "follower-kill":
 			cl.Nodes[victim].Kill()
 		case "leader-pause":
 			cl.Nodes[victim].Pause()
-		default:
+		case "follower-slow":
+			stopSlow = cl.Nodes[victim].Slow()
+		case "leader-partition", "follower-partition", "leader-isolate", "follower-isolate":
 			cl.Partition(victim)
+		default:
+			cl.Fault(victim, strings.TrimPrefix(fault, "leader-"))
 		}
+		// The fault is in place now (installing routes takes milliseconds):
+		// a write called before this may still commit, and is no recovery.
+		at := time.Now()
 		recovery := time.Duration(-1)
 		compacted := make(chan error, 1)
 		midway := time.AfterFunc(hold/2, func() { compacted <- cl.Compact() }) // compaction during the load and the fault
@@ -79,11 +127,28 @@ func TestChaos(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// The fault must have bitten: a leader cut from its peers (either
+		// way) has been replaced, one cut from its clients answers none.
+		var noEffect string
+		switch fault {
+		case "leader-isolate", "leader-cannot-send", "leader-cannot-receive":
+			if l := cl.leader(); l == victim {
+				noEffect = fmt.Sprintf("%s still leads after %v", cl.Nodes[victim].Name, hold.Round(time.Millisecond))
+			}
+		case "leader-clients-cut":
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			if _, err := cl.API(victim).Get(ctx, "site.banner", 0); err == nil {
+				noEffect = cl.Nodes[victim].Name + " still answers its clients"
+			}
+			cancel()
+		}
 		switch fault {
 		case "leader-kill", "follower-kill":
 			cl.Nodes[victim].Start()
 		case "leader-pause":
 			cl.Nodes[victim].Resume()
+		case "follower-slow":
+			stopSlow()
 		default:
 			cl.Heal(victim)
 		}
@@ -102,6 +167,9 @@ func TestChaos(t *testing.T) {
 		compactErr := cl.Compact()
 
 		var why []string
+		if noEffect != "" {
+			why = append(why, "fault: no effect: "+noEffect)
+		}
 		if len(lost) > 0 {
 			why = append(why, fmt.Sprintf("lost: %d acknowledged writes, the first %s at %d", len(lost), lost[0].Value, lost[0].Revision))
 		}
@@ -136,10 +204,11 @@ func TestChaos(t *testing.T) {
 			keepRound(t, cl, load, round, strings.Join(why, "; "))
 		}
 	}
-	summary := fmt.Sprintf("chaos: seed %d, commit %s, failed rounds %v\n  %-18s %s", seed, commit(), failed, "all", total)
-	for _, f := range faults {
+	summary := fmt.Sprintf("chaos: seed %d, commit %s, failed rounds %v\n  %-22s %s", seed, commit(), failed, "all", total)
+	for _, f := range append(slices.Clone(loopbackFaults), netnsFaults...) {
 		if x := perFault[f]; x != nil {
-			summary += fmt.Sprintf("\n  %-18s %s", f, x)
+			summary += fmt.Sprintf("\n  %-22s %s", f, x)
+			delete(perFault, f) // follower-slow is in both lists
 		}
 	}
 	fmt.Println(summary)

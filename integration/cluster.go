@@ -21,6 +21,9 @@ type Config struct {
 	Size   int      // members: 1, 3 or 5
 	Schema string   // schema file applied at first start
 	Flags  []string // extra flags for every node
+	// Netns puts each member in a network namespace of its own (see
+	// netns): partitions then cut real traffic, in both directions or one.
+	Netns bool
 }
 
 // Cluster is a multi-member cluster of real cfgnode processes on loopback.
@@ -29,7 +32,8 @@ type Config struct {
 type Cluster struct {
 	t       testing.TB
 	Nodes   []*Node
-	proxies []*etcdtest.Proxy
+	proxies []*etcdtest.Proxy // loopback mode
+	ns      *netns            // Netns mode
 }
 
 // NewCluster starts a cluster and waits until every node is healthy and a
@@ -38,7 +42,20 @@ func NewCluster(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
 	cl := &Cluster{t: t}
 	var initial []string
+	if cfg.Netns {
+		cl.ns = newNetns(t, cfg.Size)
+	}
 	for i := 0; i < cfg.Size; i++ {
+		if cl.ns != nil {
+			n := newNode(t, fmt.Sprintf("n%d", i), "http://"+cl.ns.addr(i)+":2380")
+			n.Netns, n.APIAddr, n.Client = cl.ns.names[i], cl.ns.addr(i)+":7380", "http://"+cl.ns.addr(i)+":2379"
+			n.Args = []string{"--name", n.Name, "--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--log-level", "info",
+				"--listen-client-urls", n.Client, "--advertise-client-urls", n.Client,
+				"--listen-peer-urls", n.Peer, "--initial-advertise-peer-urls", n.Peer}
+			cl.Nodes = append(cl.Nodes, n)
+			initial = append(initial, n.Name+"="+n.Peer)
+			continue
+		}
 		listen := etcdtest.FreeAddr(t)
 		p := etcdtest.NewProxy(t, listen)
 		n := newNode(t, fmt.Sprintf("n%d", i), "http://"+p.Addr)
@@ -63,12 +80,45 @@ func NewCluster(t testing.TB, cfg Config) *Cluster {
 	return cl
 }
 
-// Partition cuts member i off from its peers: nothing they send reaches it
-// (a blackhole in its peer proxy, connections left open).
-func (cl *Cluster) Partition(i int) { cl.proxies[i].Blackhole() }
+// Partition cuts member i off from its peers: on loopback, nothing they
+// send reaches it (a blackhole in its peer proxy, connections left open);
+// with Netns, nothing crosses either way.
+func (cl *Cluster) Partition(i int) {
+	if cl.ns != nil {
+		cl.ns.isolate(i)
+		return
+	}
+	cl.proxies[i].Blackhole()
+}
 
-// Heal ends member i's partition.
-func (cl *Cluster) Heal(i int) { cl.proxies[i].Restore() }
+// Fault makes one of the faults only network namespaces can make (Netns):
+// "cannot-send" (member i's packets to its peers are dropped), "cannot-receive"
+// (theirs to it are), "clients-cut" (its replies to every client are).
+func (cl *Cluster) Fault(i int, kind string) {
+	cl.t.Helper()
+	if cl.ns == nil {
+		cl.t.Fatalf("fault %s needs a cluster with Netns", kind)
+	}
+	switch kind {
+	case "cannot-send":
+		cl.ns.cannotSend(i)
+	case "cannot-receive":
+		cl.ns.cannotReceive(i)
+	case "clients-cut":
+		cl.ns.cutClients(i)
+	default:
+		cl.t.Fatalf("no fault %q", kind)
+	}
+}
+
+// Heal ends member i's partition (with Netns, every fault).
+func (cl *Cluster) Heal(i int) {
+	if cl.ns != nil {
+		cl.ns.heal()
+		return
+	}
+	cl.proxies[i].Restore()
+}
 
 // WaitLeader waits up to 30 s until the live members agree on a leader,
 // and returns its index.

@@ -57,6 +57,7 @@ type Node struct {
 	Peer     string // etcd peer URL
 	Args     []string
 	LogPath  string
+	Netns    string // the network namespace it runs in ("": the test's)
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	exitErr  error
@@ -117,6 +118,11 @@ func (n *Node) Launch() {
 		n.t.Fatal(err)
 	}
 	n.cmd = exec.Command(filepath.Join(Binaries(n.t), "cfgnode"), n.Args...)
+	if n.Netns != "" {
+		// ip netns exec enters the namespace and execs cfgnode: the same
+		// process, so signals (kill, pause) reach it.
+		n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.Netns, n.cmd.Path}, n.Args...)...)
+	}
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -168,6 +174,29 @@ func (n *Node) Stop() error {
 func (n *Node) Kill() {
 	n.Resume()
 	n.signal(syscall.SIGKILL, 10*time.Second)
+}
+
+// Slow makes the process slow, as a starved or throttled member is: it is
+// stopped 50 ms of every 200 ms until the returned func is called.
+func (n *Node) Slow() (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			n.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(50 * time.Millisecond)
+			n.cmd.Process.Signal(syscall.SIGCONT)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // Pause stops the process (SIGSTOP): it keeps its sockets and answers nothing.
