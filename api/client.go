@@ -23,25 +23,22 @@ import (
 // the server's, or Unavailable when the node cannot be reached.
 type Client struct {
 	Endpoint string // http://127.0.0.1:7380
-	Actor    string // sent as ActorHeader
-	Token    string // sent as Authorization: Bearer, when set
+	Token    string // sent as Authorization: Bearer
 	HTTP     *http.Client
 }
 
-// NewClient returns a client of the node at endpoint: a URL, or host:port
-// for http://host:port.
-func NewClient(endpoint, actor string) *Client {
+// NewClient returns a client of the node at endpoint (a URL, or host:port
+// for http://host:port) that presents token. The audit trail names the
+// token's subject as the author of its changes.
+func NewClient(endpoint, token string) *Client {
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "http://" + endpoint
 	}
-	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Actor: actor, HTTP: &http.Client{Timeout: 60 * time.Second}}
+	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
 }
 
-// identify adds who is asking: the actor and the token.
+// identify adds who is asking: the token.
 func (c *Client) identify(req *http.Request) {
-	if c.Actor != "" {
-		req.Header.Set(ActorHeader, c.Actor)
-	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -66,6 +63,45 @@ func (c *Client) checkAPI(resp *http.Response) error {
 	return cfgerr.Errorf(cfgerr.Unavailable, "", "endpoint",
 		"%s is not a cfgnode API (it answered %s without the %s header); cfgnode's API listens on 127.0.0.1:7380 by default",
 		c.Endpoint, resp.Status, VersionHeader)
+}
+
+// WhoAmI returns the caller's token, subject and grants.
+func (c *Client) WhoAmI(ctx context.Context) (*WhoAmI, error) {
+	var w WhoAmI
+	return &w, c.do(ctx, http.MethodGet, "/v1/whoami", nil, &w)
+}
+
+// Tokens lists the tokens (never their secrets).
+func (c *Client) Tokens(ctx context.Context) (*TokenList, error) {
+	var l TokenList
+	return &l, c.do(ctx, http.MethodGet, "/v1/tokens", nil, &l)
+}
+
+// CreateToken makes a token; the answer holds it, this once.
+func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (*TokenCreated, error) {
+	var t TokenCreated
+	return &t, c.do(ctx, http.MethodPost, "/v1/tokens", req, &t)
+}
+
+// RevokeToken deletes a token: every node refuses it within a second.
+func (c *Client) RevokeToken(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil)
+}
+
+// Roles lists the built-in and custom roles.
+func (c *Client) Roles(ctx context.Context) (*RoleList, error) {
+	var l RoleList
+	return &l, c.do(ctx, http.MethodGet, "/v1/roles", nil, &l)
+}
+
+// PutRole creates or replaces a custom role.
+func (c *Client) PutRole(ctx context.Context, r Role) error {
+	return c.do(ctx, http.MethodPost, "/v1/roles", r, nil)
+}
+
+// DeleteRole removes a custom role.
+func (c *Client) DeleteRole(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/roles/"+url.PathEscape(name), nil, nil)
 }
 
 // Version returns the node's build, API and etcd versions.
@@ -362,7 +398,8 @@ func (c *Client) stream(req *http.Request) (*http.Response, error) {
 }
 
 func codeOfStatus(status int) cfgerr.Code {
-	for _, c := range []cfgerr.Code{cfgerr.Invalid, cfgerr.NotFound, cfgerr.Conflict, cfgerr.FailedPrecondition, cfgerr.Unavailable} {
+	for _, c := range []cfgerr.Code{cfgerr.Invalid, cfgerr.NotFound, cfgerr.Conflict, cfgerr.FailedPrecondition, cfgerr.Unavailable,
+		cfgerr.Unauthenticated, cfgerr.Forbidden, cfgerr.TooMany} {
 		if cfgerr.HTTPStatus(c) == status {
 			return c
 		}

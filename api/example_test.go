@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
@@ -24,8 +25,16 @@ func ExampleClient() {
 	}
 	defer n.Close()
 
-	c := api.NewClient(n.APIURL(), "alice")
+	// The node made an admin token at its first start; with it, a token
+	// for alice, who may read and write.
+	admin, _ := os.ReadFile(n.AdminTokenFile())
 	ctx := context.Background()
+	tok, err := api.NewClient(n.APIURL(), strings.TrimSpace(string(admin))).CreateToken(ctx,
+		api.TokenRequest{Name: "alice", Roles: []string{"editor"}})
+	if err != nil {
+		panic(err)
+	}
+	c := api.NewClient(n.APIURL(), tok.Token)
 	r, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Value: 32, Comment: "sale weekend"})
 	fmt.Println(r.Changes[0].Old, "→", r.Changes[0].New, err)
 

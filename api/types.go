@@ -2,9 +2,63 @@ package api
 
 import "time"
 
-// ActorHeader names the person or system making a change, until
-// authentication lands; the audit trail records it.
-const ActorHeader = "X-Cfgcluster-Actor"
+// WhoAmI answers GET /v1/whoami: the caller's token and what it may do.
+type WhoAmI struct {
+	Token   string  `json:"token"`
+	Subject string  `json:"subject"`
+	Grants  []Grant `json:"grants"`
+}
+
+// Grant gives verbs (read, read-sensitive, write, approve, operate, admin)
+// on the keys under Prefix ("" is every key).
+type Grant struct {
+	Verbs  []string `json:"verbs"`
+	Prefix string   `json:"prefix,omitempty"`
+}
+
+// Role is a named set of grants; the built-in ones cannot change.
+type Role struct {
+	Name    string  `json:"name"`
+	Grants  []Grant `json:"grants"`
+	BuiltIn bool    `json:"built_in,omitempty"`
+}
+
+// RoleList answers GET /v1/roles.
+type RoleList struct {
+	Roles []Role `json:"roles"`
+}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Name     string   `json:"name"`
+	Subject  string   `json:"subject,omitempty"` // default: the name
+	Roles    []string `json:"roles"`
+	Prefixes []string `json:"prefixes,omitempty"`
+	Expires  string   `json:"expires,omitempty"` // a duration: 720h; none: never
+	Comment  string   `json:"comment,omitempty"`
+}
+
+// TokenInfo is a token as it is listed: never its secret.
+type TokenInfo struct {
+	Name     string    `json:"name"`
+	Subject  string    `json:"subject"`
+	Roles    []string  `json:"roles"`
+	Prefixes []string  `json:"prefixes,omitempty"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires,omitzero"`
+	Creator  string    `json:"creator,omitempty"`
+}
+
+// TokenCreated answers POST /v1/tokens: the token, shown this once.
+type TokenCreated struct {
+	TokenInfo
+	Token string `json:"token"`
+}
+
+// TokenList answers GET /v1/tokens.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens"`
+}
 
 // VersionHeader is on every answer of a node's API, with the API version
 // (v1): a client that gets an answer without it reached some other server.

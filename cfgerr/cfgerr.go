@@ -16,6 +16,7 @@ const (
 	Conflict           Code = "conflict"            // a concurrent change won; retrying may succeed
 	FailedPrecondition Code = "failed_precondition" // an expect_revision did not match
 	Unavailable        Code = "unavailable"         // the cluster could not be reached in time
+	Unauthenticated    Code = "unauthenticated"     // no valid credential: missing, malformed, unknown, expired or revoked
 	Forbidden          Code = "forbidden"           // the caller may not do this (a cross-origin write, a missing right)
 	TooMany            Code = "too_many_requests"   // over a limit on connections, streams or requests; retry later
 	Internal           Code = "internal"            // a bug or corrupted state
@@ -120,6 +121,8 @@ func HTTPStatus(c Code) int {
 		return http.StatusPreconditionFailed
 	case Unavailable:
 		return http.StatusServiceUnavailable
+	case Unauthenticated:
+		return http.StatusUnauthorized
 	case Forbidden:
 		return http.StatusForbidden
 	case TooMany:

@@ -114,7 +114,13 @@ func TestClusterAdministration(t *testing.T) {
 		t.Fatalf("restored history: %+v %v", h, err)
 	}
 	a, err := rc.Audit(ctx, "", 0, 0)
-	if err != nil || len(a.Records) != 4 {
+	values := 0 // the schema's and three sets; the rest is tokens (each node's admin token)
+	for _, r := range a.Records {
+		if r.Action != "auth" {
+			values++
+		}
+	}
+	if err != nil || values != 4 {
 		t.Fatalf("restored audit: %d records %v", len(a.Records), err)
 	}
 	if s, err := rc.Schema(ctx); err != nil || !strings.Contains(s.Document, "idle-within-absolute") {

@@ -44,7 +44,7 @@ func TestTour(t *testing.T) {
 	}
 	has(adm(0, "get", "session.idle_timeout"), "15m0s", "default")
 	has(adm(0, "set", "session.idle_timeout", "20m", "--comment", "longer sessions"), "20m0s")
-	has(adm(0, "get", "session.idle_timeout", "-o", "json"), `"value": "20m0s"`, `"actor": "integration"`, `"comment": "longer sessions"`)
+	has(adm(0, "get", "session.idle_timeout", "-o", "json"), `"value": "20m0s"`, `"actor": "admin@n1"`, `"comment": "longer sessions"`)
 	has(adm(2, "set", "session.idle_timeout", "9h"), `key "session.idle_timeout"`, "must not exceed the absolute timeout")
 	has(adm(2, "set", "taskqueue.max_workers", "lots"), `key "taskqueue.max_workers"`, "not a whole number")
 	has(adm(2, "set", "taskqueue.max_workers", "1000"), "above the maximum 256")
@@ -117,6 +117,7 @@ func TestAdmWatch(t *testing.T) {
 	n := StartNode(t, NodeConfig{Flags: []string{"--schema", schema}})
 	ctx := ctxT(t)
 	cmd := exec.CommandContext(ctx, filepath.Join(Binaries(t), "cfgadm"), "--endpoint", n.URL(), "watch", "session.")
+	cmd.Env = n.AdmEnv()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestAdmWatch(t *testing.T) {
 			if strings.HasPrefix(l, "TIME ") {
 				continue // the header
 			}
-			if !strings.Contains(l, "session.idle_timeout") || !strings.Contains(l, "integration") {
+			if !strings.Contains(l, "session.idle_timeout") || !strings.Contains(l, "admin@n1") {
 				t.Fatalf("watch printed %q", l)
 			}
 			return
@@ -165,6 +166,7 @@ func TestAdmWatchReconnects(t *testing.T) {
 	ctx := ctxT(t)
 	cmd := exec.CommandContext(ctx, filepath.Join(Binaries(t), "cfgadm"), "--endpoint", n.URL(), "--no-headers",
 		"watch", "session.", "--since", "1", "--retry-for", "3s")
+	cmd.Env = n.AdmEnv()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

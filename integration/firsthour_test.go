@@ -57,7 +57,7 @@ func TestAdmEndpoints(t *testing.T) {
 	script, _, _ := n.Adm(ctx, "completion", "bash")
 	cmd := exec.CommandContext(ctx, "bash", "--norc", "--noprofile", "-c", script+`
 COMP_WORDS=(cfgadm get sess); COMP_CWORD=2; _cfgadm; printf '%s\n' "${COMPREPLY[@]}"`)
-	cmd.Env = append(os.Environ(), "PATH="+Binaries(t)+":"+os.Getenv("PATH"), "CFGADM_ENDPOINT="+n.URL())
+	cmd.Env = append(n.AdmEnv(), "PATH="+Binaries(t)+":"+os.Getenv("PATH"), "CFGADM_ENDPOINT="+n.URL())
 	got, err := cmd.Output()
 	if err != nil || !strings.Contains(string(got), "session.idle_timeout") || strings.Contains(string(got), "log.level") {
 		t.Errorf("bash completion of 'cfgadm get sess': %v\n%s", err, got)
@@ -76,7 +76,9 @@ func TestAdmWaitShowsProgressOnATerminal(t *testing.T) {
 	})
 	// script(1) gives cfgadm a pseudo-terminal.
 	line := filepath.Join(Binaries(t), "cfgadm") + " --endpoint " + n.URL() + " set taskqueue.max_workers 16 --wait --timeout 20s"
-	out, err := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null").CombinedOutput()
+	sc := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
+	sc.Env = n.AdmEnv()
+	out, err := sc.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "1 of 1 instances applied") || !strings.Contains(string(out), "applied") {
 		t.Fatalf("set --wait on a terminal: %v\n%s", err, out)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -124,6 +125,9 @@ func (n *Node) Launch() {
 		n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.Netns, n.cmd.Path}, n.Args...)...)
 	}
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	// The node adds a context for itself to cfgadm's config file: the
+	// test's own, never the user's.
+	n.cmd.Env = append(os.Environ(), "CFGADM_CONFIG="+n.AdmConfig())
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
@@ -140,7 +144,20 @@ func (n *Node) Launch() {
 func (n *Node) URL() string { return "http://" + n.APIAddr }
 
 // API returns a Go client of the node's API.
-func (n *Node) API() *api.Client { return api.NewClient(n.URL(), "integration") }
+func (n *Node) API() *api.Client { return api.NewClient(n.URL(), n.Token()) }
+
+// Token is the node's admin token, which it made at its first start.
+func (n *Node) Token() string {
+	b, _ := os.ReadFile(filepath.Join(n.DataDir, "admin.token"))
+	return strings.TrimSpace(string(b))
+}
+
+// AdmEnv is the environment of a cfgadm that talks to the node: its config
+// file, with the node's context and admin token.
+func (n *Node) AdmEnv() []string { return append(os.Environ(), "CFGADM_CONFIG="+n.AdmConfig()) }
+
+// AdmConfig is the cfgadm config file the node adds its context to.
+func (n *Node) AdmConfig() string { return filepath.Join(filepath.Dir(n.DataDir), "cfgadm.yaml") }
 
 // WaitHealthy waits up to 60s for /healthz, failing the test if the process exits.
 func (n *Node) WaitHealthy() {
@@ -263,7 +280,7 @@ func (n *Node) Adm(ctx context.Context, args ...string) (stdout, stderr string, 
 	cmd := exec.CommandContext(ctx, filepath.Join(Binaries(n.t), "cfgadm"), append([]string{"--endpoint", n.URL()}, args...)...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.Env = append(os.Environ(), "CFGADM_ACTOR=integration")
+	cmd.Env = n.AdmEnv()
 	err := cmd.Run()
 	code = 0
 	if ee, ok := err.(*exec.ExitError); ok {

@@ -21,6 +21,7 @@ const (
 	ActionApply    = "apply"
 	ActionRollback = "rollback"
 	ActionSchema   = "schema"
+	ActionAuth     = "auth" // a token or role created, changed or revoked
 )
 
 // Redacted stands in for a sensitive value in audit records and API output.

@@ -73,6 +73,10 @@ func (l Layout) ClientRange() (start, end string) {
 // cfgadm member add on.
 func (l Layout) MemberNameKey(id string) string { return l.prefix + "v1/cluster/member-names/" + id }
 
+// AuthPrefix holds tokens (AuthPrefix+"tokens/NAME") and roles
+// (AuthPrefix+"roles/NAME"): outside the client range, watched by nodes.
+func (l Layout) AuthPrefix() string { return l.prefix + "v1/auth/" }
+
 // AuditPrefix is the prefix of every audit record.
 func (l Layout) AuditPrefix() string { return l.prefix + "v1/audit/" }
 

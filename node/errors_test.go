@@ -24,7 +24,7 @@ func TestErrorHandlerAbandonedAndStartedRequests(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rec := httptest.NewRecorder()
-	n.errorHandler(fail).ServeHTTP(&statusWriter{ResponseWriter: rec}, httptest.NewRequest("GET", "/v1/audit", nil).WithContext(ctx))
+	n.errorHandler(public, zap.NewNop(), fail).ServeHTTP(&statusWriter{ResponseWriter: rec}, httptest.NewRequest("GET", "/v1/audit", nil).WithContext(ctx))
 	if rec.Body.Len() != 0 || rec.Code != 200 || logs.FilterLevelExact(zapcore.ErrorLevel).Len() != 0 || logs.Len() != 1 {
 		t.Fatalf("abandoned: body %q, %d logs", rec.Body.String(), logs.Len())
 	}
@@ -35,13 +35,13 @@ func TestErrorHandlerAbandonedAndStartedRequests(t *testing.T) {
 		return fail(w, r)
 	}
 	rec = httptest.NewRecorder()
-	n.errorHandler(started).ServeHTTP(&statusWriter{ResponseWriter: rec}, httptest.NewRequest("GET", "/v1/snapshot", nil))
+	n.errorHandler(public, zap.NewNop(), started).ServeHTTP(&statusWriter{ResponseWriter: rec}, httptest.NewRequest("GET", "/v1/snapshot", nil))
 	if rec.Body.String() != "partial" || logs.FilterLevelExact(zapcore.ErrorLevel).Len() != 0 || logs.Len() != 2 {
 		t.Fatalf("started: body %q, logs %v", rec.Body.String(), logs.All())
 	}
 	// An ordinary failure is still answered and logged.
 	rec = httptest.NewRecorder()
-	n.errorHandler(fail).ServeHTTP(&statusWriter{ResponseWriter: rec}, httptest.NewRequest("GET", "/v1/audit", nil))
+	n.errorHandler(public, zap.NewNop(), fail).ServeHTTP(&statusWriter{ResponseWriter: rec}, httptest.NewRequest("GET", "/v1/audit", nil))
 	if rec.Code != 500 || logs.FilterLevelExact(zapcore.ErrorLevel).Len() != 1 {
 		t.Fatalf("failure: %d, logs %v", rec.Code, logs.All())
 	}

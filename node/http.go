@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cfgcluster/auth"
 	"cfgcluster/version"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,52 +48,74 @@ func (n *Node) serve() error {
 	return nil
 }
 
+// routeTable is every route of the API with what it needs of its caller.
+func (n *Node) routeTable() []route {
+	return []route{
+		{"GET /v1/keys", needs(auth.Read), n.listKeys},
+		{"GET /v1/keys/{key}", onKey(auth.Read), n.getKey},
+		{"PUT /v1/keys/{key}", onKey(auth.Write), n.setKey},
+		{"DELETE /v1/keys/{key}", onKey(auth.Write), n.deleteKey},
+		{"GET /v1/keys/{key}/history", onKey(auth.Read), n.history},
+		{"GET /v1/keys/{key}/diff", onKey(auth.Read), n.diff},
+		{"POST /v1/apply", needs(auth.Write), n.apply},       // and write on each key
+		{"POST /v1/rollback", needs(auth.Write), n.rollback}, // and write on the key, or on every key
+		{"GET /v1/schema", needs(auth.Read), n.getSchema},
+		{"PUT /v1/schema", onEverything(auth.Admin), n.putSchema},
+		{"POST /v1/schema/validate", needs(auth.Read), n.validateSchema},
+		{"GET /v1/audit", needs(auth.Read), n.audit},       // what the caller may read
+		{"GET /v1/watch", needs(auth.Read), n.watchStream}, // what the caller may read
+		{"GET /v1/maintenance", needs(auth.Read), n.maintenanceList},
+		{"POST /v1/maintenance", needs(auth.Operate), n.openMaintenance},
+		{"GET /v1/maintenance/{scope}", needs(auth.Read), n.maintenanceStatus},
+		{"POST /v1/maintenance/{scope}/extend", needs(auth.Operate), n.extendMaintenance},
+		{"DELETE /v1/maintenance/{scope}", needs(auth.Operate), n.endMaintenance},
+		{"DELETE /v1/maintenance/scheduled/{id}", needs(auth.Operate), n.cancelMaintenance},
+		{"GET /v1/instances", needs(auth.Operate), n.instances},
+		{"GET /v1/rollout/{revision}", needs(auth.Operate), n.rolloutStatus},
+		{"GET /v1/cluster", needs(auth.Operate), n.getCluster},
+		{"POST /v1/members", onEverything(auth.Admin), n.addMember},
+		{"DELETE /v1/members/{member}", onEverything(auth.Admin), n.removeMember},
+		{"POST /v1/defrag", onEverything(auth.Admin), n.defrag},
+		{"GET /v1/snapshot", onEverything(auth.Admin), n.snapshot},
+		{"GET /v1/version", authenticated, n.version},
+		{"GET /v1/whoami", authenticated, n.whoami},
+		{"GET /v1/tokens", onEverything(auth.Admin), n.listTokens},
+		{"POST /v1/tokens", onEverything(auth.Admin), n.createToken},
+		{"DELETE /v1/tokens/{name}", onEverything(auth.Admin), n.revokeToken},
+		{"GET /v1/roles", onEverything(auth.Admin), n.listRoles},
+		{"POST /v1/roles", onEverything(auth.Admin), n.putRole},
+		{"DELETE /v1/roles/{name}", onEverything(auth.Admin), n.deleteRole},
+		{"GET /healthz", public, func(w http.ResponseWriter, r *http.Request) error {
+			_, err := io.WriteString(w, "ok\n")
+			return err
+		}},
+		{"GET /readyz", public, func(w http.ResponseWriter, r *http.Request) error {
+			if err := n.ready(r.Context()); err != nil {
+				return err
+			}
+			_, err := io.WriteString(w, "ok\n")
+			return err
+		}},
+	}
+}
+
 func (n *Node) routes() http.Handler {
 	m := newHTTPMetrics(n.reg)
 	mux := http.NewServeMux()
-	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, m.instrument(pattern, n.errorHandler(h)))
+	access := n.log.Named("access")
+	for _, rt := range n.routeTable() {
+		mux.Handle(rt.pattern, m.instrument(rt.pattern, n.errorHandler(rt.policy, access, rt.handler)))
 	}
-	handle("GET /v1/keys", n.listKeys)
-	handle("GET /v1/keys/{key}", n.getKey)
-	handle("PUT /v1/keys/{key}", n.setKey)
-	handle("DELETE /v1/keys/{key}", n.deleteKey)
-	handle("GET /v1/keys/{key}/history", n.history)
-	handle("GET /v1/keys/{key}/diff", n.diff)
-	handle("POST /v1/apply", n.apply)
-	handle("POST /v1/rollback", n.rollback)
-	handle("GET /v1/schema", n.getSchema)
-	handle("PUT /v1/schema", n.putSchema)
-	handle("POST /v1/schema/validate", n.validateSchema)
-	handle("GET /v1/audit", n.audit)
-	handle("GET /v1/watch", n.watchStream)
-	handle("GET /v1/maintenance", n.maintenanceList)
-	handle("POST /v1/maintenance", n.openMaintenance)
-	handle("GET /v1/maintenance/{scope}", n.maintenanceStatus)
-	handle("POST /v1/maintenance/{scope}/extend", n.extendMaintenance)
-	handle("DELETE /v1/maintenance/{scope}", n.endMaintenance)
-	handle("DELETE /v1/maintenance/scheduled/{id}", n.cancelMaintenance)
-	handle("GET /v1/instances", n.instances)
-	handle("GET /v1/rollout/{revision}", n.rolloutStatus)
-	handle("GET /v1/cluster", n.getCluster)
-	handle("POST /v1/members", n.addMember)
-	handle("DELETE /v1/members/{member}", n.removeMember)
-	handle("POST /v1/defrag", n.defrag)
-	handle("GET /v1/snapshot", n.snapshot)
-	handle("GET /v1/version", n.version)
-	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
-		_, err := io.WriteString(w, "ok\n")
-		return err
-	})
-	handle("GET /readyz", func(w http.ResponseWriter, r *http.Request) error {
-		if err := n.ready(r.Context()); err != nil {
-			return err
-		}
-		_, err := io.WriteString(w, "ok\n")
-		return err
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{n.reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{}))
-	mux.Handle("/", m.instrument("other", n.errorHandler(func(w http.ResponseWriter, r *http.Request) error {
+	metrics := promhttp.HandlerFor(prometheus.Gatherers{n.reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
+	metricsPolicy := needs(auth.Read)
+	if n.cfg.PublicMetrics {
+		metricsPolicy = public
+	}
+	mux.Handle("GET /metrics", n.errorHandler(metricsPolicy, access, func(w http.ResponseWriter, r *http.Request) error {
+		metrics.ServeHTTP(w, r)
+		return nil
+	}))
+	mux.Handle("/", m.instrument("other", n.errorHandler(authenticated, access, func(w http.ResponseWriter, r *http.Request) error {
 		return cfgerr.Errorf(cfgerr.NotFound, "", "path", "no route %s %s", r.Method, r.URL.Path)
 	})))
 	return n.guard(mux)
@@ -136,15 +160,36 @@ func (n *Node) guard(next http.Handler) http.Handler {
 	}))
 }
 
-// errorHandler writes a handler's error as api.Error with its status code.
-func (n *Node) errorHandler(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+// errorHandler authorizes a request by its route's policy, runs the
+// handler, writes its error as api.Error with its status code, and logs
+// the request in the access log: who, what, the answer and how long it took.
+func (n *Node) errorHandler(p policy, access *zap.Logger, h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		// Every answer has a write deadline: a client that does not read
 		// cannot hold a handler. Streams move it per event; ?wait= adds its wait.
 		wait, _ := waitParam(r)
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(n.cfg.WriteTimeout + wait))
-		err := h(w, r)
+		r, err := n.authorize(p, r)
+		if err == nil {
+			err = h(w, r)
+		}
+		defer func() {
+			if p.public {
+				return
+			}
+			status := http.StatusOK
+			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
+				status = sw.status
+			}
+			who := "-"
+			if pr := principal(r); pr != nil {
+				who = pr.Name
+			}
+			access.Info("request", zap.String("token", who), zap.String("method", r.Method), zap.String("path", r.URL.Path),
+				zap.Int("status", status), zap.Duration("took", time.Since(start)), zap.String("from", r.RemoteAddr))
+		}()
 		if err == nil {
 			return
 		}
@@ -160,6 +205,9 @@ func (n *Node) errorHandler(h func(w http.ResponseWriter, r *http.Request) error
 			return
 		}
 		code := cfgerr.CodeOf(err)
+		if code == cfgerr.TooMany {
+			w.Header().Set("Retry-After", "1")
+		}
 		if code == cfgerr.Internal {
 			n.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		}
@@ -190,13 +238,6 @@ func decode(r *http.Request, v any) error {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "body", "malformed JSON: trailing data after the object")
 	}
 	return nil
-}
-
-func actor(r *http.Request) string {
-	if a := r.Header.Get(api.ActorHeader); a != "" {
-		return a
-	}
-	return "anonymous"
 }
 
 func intParam(r *http.Request, name string) (int64, error) {
@@ -245,7 +286,9 @@ func (n *Node) listKeys(w http.ResponseWriter, r *http.Request) error {
 	sch := n.watch.Schema()
 	out := api.ValueList{Values: make([]api.Value, 0, len(es))}
 	for _, e := range es {
-		out.Values = append(out.Values, *wireValue(sch, e))
+		if mayRead(r, e.Key) {
+			out.Values = append(out.Values, *wireValue(sch, e))
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -295,6 +338,13 @@ func (n *Node) apply(w http.ResponseWriter, r *http.Request) error {
 func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, writes []kv.Write) error {
 	wait, err := waitParam(r)
 	if err != nil {
+		return err
+	}
+	keys := make([]string, len(writes))
+	for i, w := range writes {
+		keys[i] = w.Key
+	}
+	if err := allow(r, auth.Write, keys...); err != nil {
 		return err
 	}
 	meta.Actor = actor(r)
@@ -379,6 +429,9 @@ func (n *Node) rollback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	meta := kv.Meta{Actor: actor(r), Comment: req.Comment}
+	if err := allow(r, auth.Write, req.Key); err != nil { // "" (all): every key
+		return err
+	}
 	var (
 		res *kv.Result
 		err error
@@ -449,9 +502,28 @@ func (n *Node) audit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := api.AuditList{Records: make([]api.AuditRecord, 0, len(recs))}
+	who := principal(r)
 	for _, rec := range recs {
+		// Only the changes the caller may read: values by key, windows with
+		// read, tokens and roles with admin on everything.
+		var shown []kv.Change
+		for _, c := range rec.Changes {
+			switch {
+			case strings.HasPrefix(c.Key, "auth/"):
+				if who.Can(auth.Admin, "") {
+					shown = append(shown, c)
+				}
+			case strings.HasPrefix(c.Key, "maintenance/"):
+				shown = append(shown, c)
+			case who.Can(auth.Read, c.Key):
+				shown = append(shown, c)
+			}
+		}
+		if len(shown) == 0 && !rec.SchemaChanged {
+			continue
+		}
 		out.Records = append(out.Records, api.AuditRecord{ID: rec.ID, Revision: rec.Revision, Time: rec.Time,
-			Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment, Changes: wireChanges(rec.Changes),
+			Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment, Changes: wireChanges(shown),
 			SchemaChanged: rec.SchemaChanged, SchemaRevision: rec.SchemaRevision})
 	}
 	return writeJSON(w, http.StatusOK, out)

@@ -54,7 +54,7 @@ func TestHTTPLimits(t *testing.T) {
 
 	// A body that never finishes is cut off at the read timeout.
 	slow := dial()
-	fmt.Fprintf(slow, "PUT /v1/keys/log.level HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"va")
+	fmt.Fprintf(slow, "PUT /v1/keys/log.level HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"va", c.Token)
 	healthy(t, n)
 	if !closedWithin(slow, 10*time.Second) {
 		t.Fatal("a body that never finished held its connection")
@@ -75,7 +75,7 @@ func TestHTTPLimits(t *testing.T) {
 
 	// A stream that never reads is dropped once its socket is full.
 	stuck := dial()
-	fmt.Fprintf(stuck, "GET /v1/watch?prefix=billing. HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(stuck, "GET /v1/watch?prefix=billing. HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", c.Token)
 	if tc, ok := stuck.(*net.TCPConn); ok {
 		tc.SetReadBuffer(4096)
 	}
@@ -93,7 +93,7 @@ func TestHTTPLimits(t *testing.T) {
 	// One client holds at most MaxStreamsPerClient streams.
 	for range 3 {
 		s := dial()
-		fmt.Fprintf(s, "GET /v1/watch HTTP/1.1\r\nHost: x\r\n\r\n")
+		fmt.Fprintf(s, "GET /v1/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", c.Token)
 	}
 	waitStreams(t, n, 3)
 	status, body := raw(t, "GET", n.APIURL()+"/v1/watch", "", nil)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cfgcluster/auth"
 	"context"
 	"errors"
 	"fmt"
@@ -73,6 +74,17 @@ type Config struct {
 	// is refused.
 	AllowedOrigins []string
 
+	// RateReads and RateWrites are the requests a second one token may make
+	// of this node, reads and writes apart (bursts of twice as many);
+	// AuthFailureRate the failed authentications a second one address may
+	// make (bursts of 100). Over them: 429. Zero: the defaults; negative:
+	// no limit.
+	RateReads, RateWrites, AuthFailureRate int
+
+	// PublicMetrics serves /metrics without a credential (for a
+	// Prometheus that cannot send one); by default it needs read.
+	PublicMetrics bool
+
 	Logger *zap.Logger
 	// OnReady, when set, is called by Run once the node serves.
 	OnReady func(*Node)
@@ -97,6 +109,14 @@ func (c *Config) setDefaults() {
 	defs(&c.InitialAdvertisePeerURL, c.ListenPeerURLs)
 	def(&c.AutoCompactionRetention, "72h")
 	def(&c.APIAddr, "127.0.0.1:7380")
+	intDef := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	intDef(&c.RateReads, 10000)
+	intDef(&c.RateWrites, 1000)
+	intDef(&c.AuthFailureRate, 10)
 	if c.HeartbeatMs == 0 {
 		c.HeartbeatMs = 50
 	}
@@ -139,6 +159,8 @@ type Node struct {
 	client     *clientv3.Client
 	store      *kv.Store
 	watch      *watch.Client          // the node's own view, kept current by one etcd watch
+	auth       *auth.Store            // tokens and roles, kept current by a watch of the auth range
+	limits     *limits                // request rates per token and failed authentications per address
 	stopped    atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
 	memberGone chan struct{}          // closed when the embedded member stops on its own
 	ring       *ring
@@ -206,6 +228,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		watch.WithLogger(n.log.Named("watch")), watch.WithWorkers(16), watch.WithQueueSize(1024))
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
+	}
+	n.limits = newLimits(cfg, n.reg)
+	n.auth = auth.NewStore(c, n.store, n.log.Named("auth"))
+	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+	err = n.auth.WaitReady(actx)
+	acancel()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.bootstrapToken(ctx); err != nil {
+		return nil, err
 	}
 	n.ring = newRing(ringBatches, ringBytes, n.watch.Revision(), n.reg)
 	n.watch.Subscribe("*", n.ring.handler())
@@ -323,6 +356,9 @@ func (n *Node) Close() error {
 		}
 		if n.watch != nil {
 			errs = append(errs, n.watch.Close())
+		}
+		if n.auth != nil {
+			n.auth.Close()
 		}
 		if n.client != nil {
 			errs = append(errs, n.client.Close())

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cfgcluster/auth"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -197,6 +198,11 @@ const keepalive = 15 * time.Second
 // revision that changed a key under P, with the revision as its id.
 func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 	prefix := r.URL.Query().Get("prefix")
+	if !mayRead(r, prefix) {
+		// A stream is shared by every key under its prefix: the caller
+		// must be able to read them all.
+		return auth.Forbidden(principal(r), auth.Read, fmt.Sprintf("every key under %q: watch a prefix you may read", prefix))
+	}
 	var since int64
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		v, err := strconv.ParseInt(id, 10, 64)

@@ -58,7 +58,8 @@ up() {
   for ((i = 0; i < n; i++)); do
     local url="http://127.0.0.1:$((7380 + i))" ok=""
     for _ in $(seq 1 300); do
-      if curl -fsS "$url/readyz" >/dev/null 2>&1 && curl -fsS "$url/v1/version" 2>/dev/null | grep -q "\"name\":\"m$i\""; then
+      if curl -fsS "$url/readyz" >/dev/null 2>&1 && [ -f "$dir/m$i/admin.token" ] &&
+        curl -fsS -H "Authorization: Bearer $(cat "$dir/m$i/admin.token")" "$url/v1/version" 2>/dev/null | grep -q "\"name\":\"m$i\""; then
         ok=1; break
       fi
       kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null || break
@@ -70,7 +71,7 @@ up() {
       exit 1
     fi
   done
-  echo "cluster of $n up: cfgadm --endpoint http://127.0.0.1:7380 ...  (logs and data in $dir)"
+  echo "cluster of $n up: cfgadm's context m0 (the current one) reaches it; logs, data and admin tokens in $dir"
 }
 
 down() {

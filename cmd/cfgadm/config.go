@@ -11,95 +11,15 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"go.yaml.in/yaml/v3"
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
+	"cfgcluster/clientconfig"
 )
-
-// config is cfgadm's config file, as kubeconfig is kubectl's: named
-// contexts, each a node's endpoint with its credentials, and the current
-// one. It lives at $CFGADM_CONFIG, else $XDG_CONFIG_HOME/cfgadm/config.yaml
-// (~/.config/cfgadm/config.yaml). Flags and environment variables override
-// it.
-type config struct {
-	CurrentContext string         `yaml:"current-context,omitempty"`
-	Contexts       []contextEntry `yaml:"contexts"`
-}
-
-// contextEntry is one context. TokenFile and CAFile are read when used.
-type contextEntry struct {
-	Name      string `yaml:"name"`
-	Endpoint  string `yaml:"endpoint"`
-	Token     string `yaml:"token,omitempty"`
-	TokenFile string `yaml:"token-file,omitempty"`
-	CAFile    string `yaml:"ca-file,omitempty"`
-}
-
-func configPath() string {
-	if p := os.Getenv("CFGADM_CONFIG"); p != "" {
-		return p
-	}
-	dir := os.Getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".config")
-	}
-	return filepath.Join(dir, "cfgadm", "config.yaml")
-}
-
-// loadConfig reads the config file; a missing file is an empty config.
-func loadConfig() (*config, error) {
-	path := configPath()
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return &config{}, nil
-	}
-	if err != nil {
-		return nil, localError(err)
-	}
-	var cfg config
-	d := yaml.NewDecoder(strings.NewReader(string(data)))
-	d.KnownFields(true)
-	if err := d.Decode(&cfg); err != nil && err.Error() != "EOF" {
-		return nil, cfgerr.Errorf(cfgerr.Invalid, "", "config", "%s: %v", path, err)
-	}
-	return &cfg, nil
-}
-
-// save writes the config file, readable by its owner alone (it may hold
-// tokens), through a temporary file so a crash never leaves half of one.
-func (cfg *config) save() error {
-	path := configPath()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return localError(err)
-	}
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		return localError(err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return localError(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return localError(err)
-	}
-	return nil
-}
-
-func (cfg *config) find(name string) *contextEntry {
-	for i := range cfg.Contexts {
-		if cfg.Contexts[i].Name == name {
-			return &cfg.Contexts[i]
-		}
-	}
-	return nil
-}
 
 // currentContext is the context --context (or CFGADM_CONTEXT) names, else
 // the file's current one; an empty context when there is none.
-func currentContext(c *cli.Context) (*contextEntry, error) {
+func currentContext(c *cli.Context) (*clientconfig.Context, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
@@ -109,21 +29,21 @@ func currentContext(c *cli.Context) (*contextEntry, error) {
 		name = c.String("context")
 	}
 	if name == "" {
-		return &contextEntry{}, nil
+		return &clientconfig.Context{}, nil
 	}
-	ctx := cfg.find(name)
+	ctx := cfg.Find(name)
 	if ctx == nil {
 		if c.IsSet("context") {
-			return nil, cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q in %s", name, configPath())
+			return nil, cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q in %s", name, clientconfig.Path())
 		}
-		return &contextEntry{}, nil
+		return &clientconfig.Context{}, nil
 	}
 	return ctx, nil
 }
 
 // configure gives the client the context's credentials: a bearer token and,
 // for https endpoints, the CA that signed the node's certificate.
-func (ctx *contextEntry) configure(cl *api.Client) error {
+func configure(ctx *clientconfig.Context, cl *api.Client) error {
 	token := ctx.Token
 	if ctx.TokenFile != "" {
 		b, err := os.ReadFile(ctx.TokenFile)
@@ -151,7 +71,7 @@ func (ctx *contextEntry) configure(cl *api.Client) error {
 
 func configCommand() *cli.Command {
 	// named is the action of a subcommand that takes a context NAME.
-	named := func(fn func(c *cli.Context, cfg *config, name string) error) cli.ActionFunc {
+	named := func(fn func(c *cli.Context, cfg *clientconfig.File, name string) error) cli.ActionFunc {
 		return func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("%s takes a context NAME", c.Command.HelpName)
@@ -165,7 +85,7 @@ func configCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "config",
-		Usage: "contexts: named nodes with their credentials, in " + strings.Replace(configPath(), os.Getenv("HOME"), "~", 1),
+		Usage: "contexts: named nodes with their credentials, in " + strings.Replace(clientconfig.Path(), os.Getenv("HOME"), "~", 1),
 		Subcommands: []*cli.Command{
 			{
 				Name:  "get-contexts",
@@ -176,7 +96,7 @@ func configCommand() *cli.Command {
 						return err
 					}
 					return show(c, cfg.Contexts, func(t *table) {
-						t.empty = "no contexts in " + configPath() + ": add one with cfgadm config set-context NAME --endpoint URL"
+						t.empty = "no contexts in " + clientconfig.Path() + ": add one with cfgadm config set-context NAME --endpoint URL"
 						t.header("CURRENT", "NAME", "ENDPOINT", "CREDENTIALS", "CA")
 						for _, ctx := range cfg.Contexts {
 							cur, cred := "", "-"
@@ -203,7 +123,7 @@ func configCommand() *cli.Command {
 						return err
 					}
 					if cfg.CurrentContext == "" {
-						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no current context in %s", configPath())
+						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no current context in %s", clientconfig.Path())
 					}
 					fmt.Fprintln(stdout(c), cfg.CurrentContext)
 					return nil
@@ -213,8 +133,8 @@ func configCommand() *cli.Command {
 				Name:      "use-context",
 				Usage:     "make NAME the current context",
 				ArgsUsage: "NAME",
-				Action: named(func(c *cli.Context, cfg *config, n string) error {
-					if cfg.find(n) == nil {
+				Action: named(func(c *cli.Context, cfg *clientconfig.File, n string) error {
+					if cfg.Find(n) == nil {
 						var names []string
 						for _, ctx := range cfg.Contexts {
 							names = append(names, ctx.Name)
@@ -222,7 +142,7 @@ func configCommand() *cli.Command {
 						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q (there are: %s)", n, strings.Join(names, ", "))
 					}
 					cfg.CurrentContext = n
-					if err := cfg.save(); err != nil {
+					if err := saveConfig(cfg); err != nil {
 						return err
 					}
 					fmt.Fprintf(stdout(c), "switched to context %q\n", n)
@@ -239,13 +159,13 @@ func configCommand() *cli.Command {
 					&cli.StringFlag{Name: "ca-file", Usage: "the PEM CA that signed the node's certificate (https endpoints)"},
 					&cli.BoolFlag{Name: "current", Usage: "also make it the current context"},
 				},
-				Action: named(func(c *cli.Context, cfg *config, n string) error {
-					ctx := cfg.find(n)
+				Action: named(func(c *cli.Context, cfg *clientconfig.File, n string) error {
+					ctx := cfg.Find(n)
 					if ctx == nil {
 						if !c.IsSet("endpoint") {
 							return usageError("a new context needs --endpoint")
 						}
-						cfg.Contexts = append(cfg.Contexts, contextEntry{Name: n})
+						cfg.Contexts = append(cfg.Contexts, clientconfig.Context{Name: n})
 						ctx = &cfg.Contexts[len(cfg.Contexts)-1]
 					}
 					for flag, field := range map[string]*string{"endpoint": &ctx.Endpoint, "token-file": &ctx.TokenFile, "ca-file": &ctx.CAFile} {
@@ -265,10 +185,10 @@ func configCommand() *cli.Command {
 					if c.Bool("current") || cfg.CurrentContext == "" {
 						cfg.CurrentContext = n
 					}
-					if err := cfg.save(); err != nil {
+					if err := saveConfig(cfg); err != nil {
 						return err
 					}
-					fmt.Fprintf(stdout(c), "context %q set (%s)\n", n, configPath())
+					fmt.Fprintf(stdout(c), "context %q set (%s)\n", n, clientconfig.Path())
 					return nil
 				}),
 			},
@@ -276,8 +196,8 @@ func configCommand() *cli.Command {
 				Name:      "delete-context",
 				Usage:     "remove a context",
 				ArgsUsage: "NAME",
-				Action: named(func(c *cli.Context, cfg *config, n string) error {
-					i := slices.IndexFunc(cfg.Contexts, func(ctx contextEntry) bool { return ctx.Name == n })
+				Action: named(func(c *cli.Context, cfg *clientconfig.File, n string) error {
+					i := slices.IndexFunc(cfg.Contexts, func(ctx clientconfig.Context) bool { return ctx.Name == n })
 					if i < 0 {
 						return cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q", n)
 					}
@@ -285,7 +205,7 @@ func configCommand() *cli.Command {
 					if cfg.CurrentContext == n {
 						cfg.CurrentContext = ""
 					}
-					if err := cfg.save(); err != nil {
+					if err := saveConfig(cfg); err != nil {
 						return err
 					}
 					fmt.Fprintf(stdout(c), "deleted context %q\n", n)
@@ -294,4 +214,20 @@ func configCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// loadConfig reads the config file; an error in it is exit 2, naming it.
+func loadConfig() (*clientconfig.File, error) {
+	cfg, err := clientconfig.Load()
+	if err != nil && cfgerr.First(err) == nil {
+		return nil, localError(err)
+	}
+	return cfg, err
+}
+
+func saveConfig(cfg *clientconfig.File) error {
+	if err := cfg.Save(); err != nil {
+		return localError(err)
+	}
+	return nil
 }

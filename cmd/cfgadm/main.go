@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
+	"cfgcluster/clientconfig"
 	"cfgcluster/version"
 )
 
@@ -31,14 +31,15 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "context", EnvVars: []string{"CFGADM_CONTEXT"}, Usage: "the context of the config file to use (default: its current-context)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: formats},
 			&cli.BoolFlag{Name: "no-headers", Usage: "tables without their header line"},
-			&cli.StringFlag{Name: "actor", Value: osUser(), EnvVars: []string{"CFGADM_ACTOR"}, Usage: "who makes the change, for the audit trail"},
+			&cli.StringFlag{Name: "token-file", EnvVars: []string{"CFGADM_TOKEN_FILE"}, Usage: "a file holding the token to present (default: the context's; env CFGADM_TOKEN gives one directly)"},
 		},
 		Commands: []*cli.Command{
 			getCommand(), setCommand(), deleteCommand(), listCommand(), historyCommand(), diffCommand(),
 			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
-			configCommand(), versionCommand(), completionCommand(),
+			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(),
+			versionCommand(), completionCommand(),
 		},
 		Before: func(c *cli.Context) error {
 			return checkOutput(c.String("output"))
@@ -90,6 +91,8 @@ func tidy(cmd *cli.Command) {
 			case *cli.DurationFlag:
 				x.Required, x.Usage = false, x.Usage+" (required)"
 			case *cli.Int64Flag:
+				x.Required, x.Usage = false, x.Usage+" (required)"
+			case *cli.StringSliceFlag:
 				x.Required, x.Usage = false, x.Usage+" (required)"
 			default:
 				continue
@@ -156,13 +159,6 @@ func commandPath(c *cli.Context) string {
 	return c.Command.HelpName
 }
 
-func osUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return os.Getenv("USER")
-}
-
 // client is the API client of the node cfgadm talks to: --endpoint (or
 // CFGADM_ENDPOINT), else the config file's context, else the local default.
 func client(c *cli.Context) *api.Client {
@@ -171,7 +167,7 @@ func client(c *cli.Context) *api.Client {
 		// A broken config file is reported by the commands that need it
 		// (config ...); here the default endpoint still works.
 		fmt.Fprintln(os.Stderr, "cfgadm: ignoring the config file:", err)
-		ctx = &contextEntry{}
+		ctx = &clientconfig.Context{}
 	}
 	endpoint := ctx.Endpoint
 	if c.IsSet("endpoint") {
@@ -180,9 +176,19 @@ func client(c *cli.Context) *api.Client {
 	if endpoint == "" {
 		endpoint = defaultEndpoint
 	}
-	cl := api.NewClient(endpoint, c.String("actor"))
-	if err := ctx.configure(cl); err != nil {
+	cl := api.NewClient(endpoint, "")
+	if err := configure(ctx, cl); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgadm:", err)
+	}
+	// The token: --token-file, CFGADM_TOKEN, else the context's.
+	if f := c.String("token-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cfgadm: --token-file:", err)
+		}
+		cl.Token = strings.TrimSpace(string(b))
+	} else if t := os.Getenv("CFGADM_TOKEN"); t != "" {
+		cl.Token = t
 	}
 	// A request that asks the node to wait must outlast the wait: a write
 	// that succeeded never looks unavailable because cfgadm gave up first.
@@ -215,7 +221,7 @@ func exitCode(err error) int {
 		return 4
 	case cfgerr.Unavailable, cfgerr.TooMany:
 		return 5
-	case cfgerr.Forbidden:
+	case cfgerr.Forbidden, cfgerr.Unauthenticated:
 		return 6
 	}
 	var exit cli.ExitCoder

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"cfgcluster/clientconfig"
 	"cfgcluster/kv"
 	"cfgcluster/node"
 )
@@ -64,6 +65,11 @@ func flags() []cli.Flag {
 		flag("audit-prune-interval", "10m", "how often each node prunes the audit trail to its retention"),
 		flag("allowed-origins", "", "comma-separated web origins (https://console.example.com) whose browsers may write; other cross-origin writes are refused"),
 		flag("log-level", "info", "debug, info, warn or error"),
+		flag("cfgadm-context", "true", "at start, add a context for this node (its API and admin token) to cfgadm's config file, as k3s writes its kubeconfig"),
+		flag("rate-reads", "10000", "reads a second one token may make of this node (bursts of twice as many); over it: 429; -1: no limit"),
+		flag("rate-writes", "1000", "writes a second one token may make of this node (bursts of twice as many); -1: no limit"),
+		flag("auth-failure-rate", "10", "failed authentications a second one address may make (bursts of 100); -1: no limit"),
+		flag("public-metrics", "false", "serve /metrics without a credential (by default it needs a token that may read)"),
 		flag("log-format", "auto", "console (for people), json, or auto: console on a terminal, json otherwise"),
 		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
 		flag("etcd-user", "", "external mode: etcd user (or user:password)"),
@@ -128,6 +134,13 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("--audit-max-records: %q is not a number of records", c.String("audit-max-records"))
 	}
 	limits := map[string]int{}
+	for _, f := range []string{"rate-reads", "rate-writes", "auth-failure-rate"} {
+		v, err := strconv.Atoi(c.String(f))
+		if err != nil || v == 0 || v < -1 {
+			return fmt.Errorf("--%s: %q is not a positive number (or -1: no limit)", f, c.String(f))
+		}
+		limits[f] = v
+	}
 	for _, f := range []string{"max-connections", "max-streams-per-client", "heartbeat-interval", "election-timeout"} {
 		v, err := strconv.Atoi(c.String(f))
 		if err != nil || v <= 0 {
@@ -147,12 +160,26 @@ func run(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var onReady func(*node.Node)
-	if format == "console" {
-		onReady = func(n *node.Node) { banner(c, n) }
+	onReady := func(n *node.Node) {
+		if c.String("cfgadm-context") == "true" {
+			// The same machine and user as cfgadm's: the README's commands
+			// work with no setup. The token stays in the data dir (0600).
+			if err := clientconfig.AddContext(c.String("name"), n.APIURL(), n.AdminTokenFile()); err != nil {
+				log.Warn("could not add a context to cfgadm's config file", zap.String("file", clientconfig.Path()), zap.Error(err))
+			} else {
+				log.Info("cfgadm's config file has a context for this node", zap.String("file", clientconfig.Path()), zap.String("context", c.String("name")))
+			}
+		}
+		if format == "console" {
+			banner(c, n)
+		}
 	}
 	return node.Run(ctx, node.Config{
 		OnReady:                 onReady,
+		PublicMetrics:           c.String("public-metrics") == "true",
+		RateReads:               limits["rate-reads"],
+		RateWrites:              limits["rate-writes"],
+		AuthFailureRate:         limits["auth-failure-rate"],
 		Name:                    c.String("name"),
 		DataDir:                 c.String("data-dir"),
 		ListenClientURLs:        list(c.String("listen-client-urls")),
@@ -230,7 +257,10 @@ Next, in another shell:
   go build -o bin/ ./cmd/... && export PATH=$PWD/bin:$PATH
   cfgadm%s list              # every key, with its value or default
   cfgadm%s set log.level warn
+cfgadm presents this node's admin token (%s) through the
+context %q in %s.
 Stop with Ctrl-C: the data stays in %s for the next start.
 
-`, c.String("name"), ep, strings.Join(n.ClientURLs(), ","), c.String("data-dir"), flag, flag, c.String("data-dir"))
+`, c.String("name"), ep, strings.Join(n.ClientURLs(), ","), c.String("data-dir"), flag, flag, n.AdminTokenFile(), c.String("name"),
+		clientconfig.Path(), c.String("data-dir"))
 }

@@ -1,0 +1,336 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
+)
+
+// Store keeps every token and role of the cluster in memory, current
+// through one etcd watch of the auth range, and writes them through etcd
+// with an audit record in the same transaction.
+type Store struct {
+	etcd   *clientv3.Client
+	kv     *kv.Store
+	prefix string // the auth range
+	log    *zap.Logger
+	now    func() time.Time
+
+	mu     sync.RWMutex
+	tokens map[string]*Token
+	roles  map[string]Role
+	rev    int64
+	ready  chan struct{} // closed after the first list
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// NewStore starts following the auth range; Close stops it.
+func NewStore(etcd *clientv3.Client, store *kv.Store, log *zap.Logger) *Store {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{etcd: etcd, kv: store, prefix: store.Layout().AuthPrefix(), log: log, now: time.Now,
+		tokens: map[string]*Token{}, roles: map[string]Role{}, ready: make(chan struct{}), stop: cancel, done: make(chan struct{})}
+	go s.follow(ctx)
+	return s
+}
+
+// Close stops the watch and waits for it.
+func (s *Store) Close() {
+	s.stop()
+	<-s.done
+}
+
+// WaitReady waits until the first list has been applied.
+func (s *Store) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return cfgerr.Errorf(cfgerr.Unavailable, "", "auth", "the tokens were not read in time: %v", ctx.Err())
+	}
+}
+
+// follow lists the auth range, then watches it from the next revision; it
+// lists again after any watch failure (a compaction among them).
+func (s *Store) follow(ctx context.Context) {
+	defer close(s.done)
+	once := sync.Once{}
+	for ctx.Err() == nil {
+		if err := s.list(ctx); err != nil {
+			s.log.Warn("reading tokens and roles", zap.Error(err))
+			sleep(ctx, time.Second)
+			continue
+		}
+		once.Do(func() { close(s.ready) })
+		s.mu.RLock()
+		from := s.rev + 1
+		s.mu.RUnlock()
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for resp := range s.etcd.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
+			if resp.Err() != nil {
+				break
+			}
+			s.mu.Lock()
+			for _, ev := range resp.Events {
+				s.applyLocked(ev.Kv, ev.Type == clientv3.EventTypeDelete)
+			}
+			s.rev = max(s.rev, resp.Header.Revision)
+			s.mu.Unlock()
+		}
+		cancel()
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (s *Store) list(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := s.etcd.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens, s.roles = map[string]*Token{}, map[string]Role{}
+	for _, kv := range resp.Kvs {
+		s.applyLocked(kv, false)
+	}
+	s.rev = resp.Header.Revision
+	return nil
+}
+
+func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
+	kind, name, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), s.prefix), "/")
+	if !ok {
+		return
+	}
+	switch kind {
+	case "tokens":
+		if deleted {
+			delete(s.tokens, name)
+			return
+		}
+		var t Token
+		if err := json.Unmarshal(kv.Value, &t); err != nil {
+			s.log.Error("ignoring a corrupt token record", zap.String("name", name), zap.Error(err))
+			return
+		}
+		s.tokens[name] = &t
+	case "roles":
+		if deleted {
+			delete(s.roles, name)
+			return
+		}
+		var r Role
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			s.log.Error("ignoring a corrupt role record", zap.String("name", name), zap.Error(err))
+			return
+		}
+		s.roles[name] = r
+	}
+}
+
+// Authenticate returns the principal of a presented token.
+func (s *Store) Authenticate(token string) (*Principal, error) {
+	if token == "" {
+		return nil, unauthenticated("no credential: send Authorization: Bearer TOKEN (or X-API-Key: TOKEN)")
+	}
+	name, secret, err := parse(token)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.tokens[name]
+	if !ok {
+		// Hash anyway: an unknown name takes as long as a wrong secret.
+		(&Token{Hash: strings.Repeat("0", 64)}).check(secret, s.now())
+		return nil, unauthenticated("unknown or revoked token")
+	}
+	if err := t.check(secret, s.now()); err != nil {
+		return nil, err
+	}
+	return t.principal(s.role), nil
+}
+
+// role resolves a role name: built-in or stored. Called with mu held.
+func (s *Store) role(name string) (Role, bool) {
+	if r, ok := BuiltIn[name]; ok {
+		return r, true
+	}
+	r, ok := s.roles[name]
+	return r, ok
+}
+
+// Role returns a role by name.
+func (s *Store) Role(name string) (Role, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.role(name)
+}
+
+// Tokens lists the tokens by name (hashes and all: callers show what they choose).
+func (s *Store) Tokens() []Token {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Token, 0, len(s.tokens))
+	for _, name := range slices.Sorted(maps.Keys(s.tokens)) {
+		out = append(out, *s.tokens[name])
+	}
+	return out
+}
+
+// Roles lists the built-in and stored roles by name.
+func (s *Store) Roles() []Role {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	all := maps.Clone(s.roles)
+	maps.Copy(all, BuiltIn)
+	out := make([]Role, 0, len(all))
+	for _, name := range slices.Sorted(maps.Keys(all)) {
+		out = append(out, all[name])
+	}
+	return out
+}
+
+// MaxTTL bounds a token's lifetime when one is given.
+const MaxTTL = 10 * 365 * 24 * time.Hour
+
+// CreateToken stores a new token for subject with roles (each must exist),
+// limited to prefixes when given, expiring after ttl (0: never). It returns
+// the token, which is never stored and cannot be shown again.
+func (s *Store) CreateToken(ctx context.Context, meta kv.Meta, t Token, ttl time.Duration) (string, *Token, error) {
+	if err := ValidName("name", t.Name); err != nil {
+		return "", nil, err
+	}
+	if t.Subject == "" {
+		t.Subject = t.Name
+	}
+	if len(t.Subject) > 256 {
+		return "", nil, cfgerr.Errorf(cfgerr.Invalid, "", "subject", "the subject is over 256 bytes")
+	}
+	if len(t.Roles) == 0 {
+		return "", nil, cfgerr.Errorf(cfgerr.Invalid, "", "roles", "a token needs a role: viewer, editor, approver, operator, admin, or one of cfgadm role list")
+	}
+	for _, r := range t.Roles {
+		if _, ok := s.Role(r); !ok {
+			return "", nil, cfgerr.Errorf(cfgerr.Invalid, "", "roles", "no role %q (cfgadm role list shows them)", r)
+		}
+	}
+	if ttl < 0 || ttl > MaxTTL {
+		return "", nil, cfgerr.Errorf(cfgerr.Invalid, "", "expires", "a token lasts from a second to ten years, not %v", ttl)
+	}
+	token, hash, err := NewSecret(t.Name)
+	if err != nil {
+		return "", nil, err
+	}
+	t.Hash, t.Created, t.Creator = hash, s.now().UTC(), meta.Actor
+	if ttl > 0 {
+		t.Expires = t.Created.Add(ttl)
+	}
+	b, _ := json.Marshal(t)
+	key := s.prefix + "tokens/" + t.Name
+	meta.Action = kv.ActionAuth
+	shown := map[string]any{"subject": t.Subject, "roles": t.Roles, "prefixes": t.Prefixes, "expires": t.Expires}
+	ops := append([]clientv3.Op{clientv3.OpPut(key, string(b))},
+		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/tokens/" + t.Name, New: shown}})...)
+	resp, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(ops...).Commit()
+	if err != nil {
+		return "", nil, kv.EtcdError(err)
+	}
+	if !resp.Succeeded {
+		return "", nil, cfgerr.Errorf(cfgerr.Conflict, "", "name", "a token named %q exists: revoke it first, or pick another name", t.Name)
+	}
+	s.waitFor(ctx, resp.Header.Revision)
+	return token, &t, nil
+}
+
+// RevokeToken deletes a token: every node refuses it once its watch has
+// the delete (milliseconds).
+func (s *Store) RevokeToken(ctx context.Context, meta kv.Meta, name string) error {
+	key := s.prefix + "tokens/" + name
+	meta.Action = kv.ActionAuth
+	ops := append([]clientv3.Op{clientv3.OpDelete(key)},
+		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/tokens/" + name, Deleted: true}})...)
+	resp, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).Then(ops...).Commit()
+	if err != nil {
+		return kv.EtcdError(err)
+	}
+	if !resp.Succeeded {
+		return cfgerr.Errorf(cfgerr.NotFound, "", "name", "no token %q", name)
+	}
+	s.waitFor(ctx, resp.Header.Revision)
+	return nil
+}
+
+// PutRole creates or replaces a custom role.
+func (s *Store) PutRole(ctx context.Context, meta kv.Meta, r Role) error {
+	r.BuiltIn = false
+	if err := r.validate(); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(r)
+	meta.Action = kv.ActionAuth
+	ops := append([]clientv3.Op{clientv3.OpPut(s.prefix+"roles/"+r.Name, string(b))},
+		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/roles/" + r.Name, New: r.Grants}})...)
+	resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return kv.EtcdError(err)
+	}
+	s.waitFor(ctx, resp.Header.Revision)
+	return nil
+}
+
+// DeleteRole removes a custom role; tokens that named it lose what it granted.
+func (s *Store) DeleteRole(ctx context.Context, meta kv.Meta, name string) error {
+	if _, ok := BuiltIn[name]; ok {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "name", "%q is a built-in role", name)
+	}
+	key := s.prefix + "roles/" + name
+	meta.Action = kv.ActionAuth
+	ops := append([]clientv3.Op{clientv3.OpDelete(key)},
+		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/roles/" + name, Deleted: true}})...)
+	resp, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).Then(ops...).Commit()
+	if err != nil {
+		return kv.EtcdError(err)
+	}
+	if !resp.Succeeded {
+		return cfgerr.Errorf(cfgerr.NotFound, "", "name", "no role %q", name)
+	}
+	s.waitFor(ctx, resp.Header.Revision)
+	return nil
+}
+
+// waitFor waits (briefly) until the store has applied rev: a token is
+// usable on this node as soon as its creation answers.
+func (s *Store) waitFor(ctx context.Context, rev int64) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		s.mu.RLock()
+		ok := s.rev >= rev
+		s.mu.RUnlock()
+		if ok {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
