@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"cfgcluster/api"
+	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
 )
 
@@ -145,4 +147,46 @@ func TestClusterScriptRefusesTakenPorts(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "port 7380 (member m0) is in use") || strings.Contains(string(out), "up:") {
 		t.Fatalf("cluster.sh with 7380 taken: %v\n%s", err, out)
 	}
+}
+
+// A token made through one node works on every node, and its revocation
+// through another is refused by all of them (each follows the auth range).
+func TestTokensAcrossTheCluster(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	cl := NewCluster(t, Config{Size: 3, Schema: schema})
+	ctx := ctxT(t)
+	out, errOut, code := cl.Nodes[0].Adm(ctx, "token", "create", "ops", "--role", "editor", "--subject", "ops@example")
+	if code != 0 {
+		t.Fatalf("token create: exit %d\n%s", code, errOut)
+	}
+	token := strings.TrimSpace(out)
+	c2 := api.NewClient(cl.Nodes[2].URL(), token)
+	if _, err := c2.Set(ctx, "log.level", api.SetRequest{Text: ptr("warn")}); err != nil {
+		t.Fatalf("a token made on n0, used on n2: %v", err)
+	}
+	if v, err := api.NewClient(cl.Nodes[1].URL(), token).Get(ctx, "log.level", 0); err != nil || v.Actor != "ops@example" {
+		t.Fatalf("read through n1: %+v %v", v, err)
+	}
+	if _, e, code := cl.Nodes[1].Adm(ctx, "token", "revoke", "ops"); code != 0 {
+		t.Fatal(e)
+	}
+	revoked := time.Now()
+	for _, n := range cl.Nodes {
+		c := api.NewClient(n.URL(), token)
+		waitFor(t, "the revocation on "+n.Name, 10*time.Second, func() bool {
+			_, err := c.Get(ctx, "log.level", 0)
+			return cfgerr.CodeOf(err) == cfgerr.Unauthenticated
+		})
+	}
+	t.Logf("revoked on every node %v after the revoke answered", time.Since(revoked).Round(time.Millisecond))
+	// An editor may not administer.
+	if _, errOut, code := cl.Nodes[0].Adm(ctx, "--token-file", writeToken(t, token), "token", "list"); code != 6 {
+		t.Fatalf("a revoked token: exit %d %s", code, errOut)
+	}
+}
+
+func writeToken(t *testing.T, token string) string {
+	p := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(p, []byte(token), 0o600)
+	return p
 }
