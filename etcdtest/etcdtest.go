@@ -163,11 +163,29 @@ func FreeAddr(t testing.TB) string {
 	return addr
 }
 
+// handedOut are the ports FreeAddr returned: a port handed out is not
+// listened on until its user starts, so without this two callers could be
+// handed the same one (a chaos test's member and its peer proxy were).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 func freeAddr() (string, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		port := 10000 + rand.IntN(22000)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
+			handedOut.ports[port] = true
 			return addr, nil
 		}
 	}

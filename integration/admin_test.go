@@ -158,7 +158,7 @@ func TestNoSpaceAlarm(t *testing.T) {
 	if err != nil || len(st.Alarms) != 1 || !strings.Contains(st.Alarms[0], "NOSPACE") {
 		t.Fatalf("status alarms: %+v %v", st, err)
 	}
-	if _, body, _ := get(t, n.URL()+"/metrics"); !strings.Contains(body, "cfgcluster_etcd_alarms 1") {
+	if _, body, _ := get(t, n.URL()+"/metrics", n.Token()); !strings.Contains(body, "cfgcluster_etcd_alarms 1") {
 		t.Fatal("metrics do not show the alarm")
 	}
 }

@@ -25,9 +25,14 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	}
 }
 
-func get(t *testing.T, url string) (int, string, http.Header) {
+// get answers a GET of url, presenting token when one is given.
+func get(t *testing.T, url string, token ...string) (int, string, http.Header) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for _, tok := range token {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,7 +238,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if err := n.bootstrapToken(ctx); err != nil {
-		return nil, err
+		// A node that cannot make its token (etcd full, or an external
+		// etcd that refuses the write) still serves the tokens there are.
+		n.log.Error("no admin token for this node: use another admin's, or cfgadm token create once writes work", zap.Error(err))
 	}
 	n.ring = newRing(ringBatches, ringBytes, n.watch.Revision(), n.reg)
 	n.watch.Subscribe("*", n.ring.handler())
