@@ -267,16 +267,21 @@ func (s *Store) CreateToken(ctx context.Context, meta kv.Meta, t Token, ttl time
 // RevokeToken deletes a token: every node refuses it once its watch has
 // the delete (milliseconds).
 func (s *Store) RevokeToken(ctx context.Context, meta kv.Meta, name string) error {
-	key := s.prefix + "tokens/" + name
+	return s.remove(ctx, meta, "tokens", name, "token")
+}
+
+// remove deletes a token's or role's record with its audit record, if it is there.
+func (s *Store) remove(ctx context.Context, meta kv.Meta, kind, name, what string) error {
+	key := s.prefix + kind + "/" + name
 	meta.Action = kv.ActionAuth
 	ops := append([]clientv3.Op{clientv3.OpDelete(key)},
-		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/tokens/" + name, Deleted: true}})...)
+		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/" + kind + "/" + name, Deleted: true}})...)
 	resp, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).Then(ops...).Commit()
 	if err != nil {
 		return kv.EtcdError(err)
 	}
 	if !resp.Succeeded {
-		return cfgerr.Errorf(cfgerr.NotFound, "", "name", "no token %q", name)
+		return cfgerr.Errorf(cfgerr.NotFound, "", "name", "no %s %q", what, name)
 	}
 	s.waitFor(ctx, resp.Header.Revision)
 	return nil
@@ -305,19 +310,7 @@ func (s *Store) DeleteRole(ctx context.Context, meta kv.Meta, name string) error
 	if _, ok := BuiltIn[name]; ok {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "name", "%q is a built-in role", name)
 	}
-	key := s.prefix + "roles/" + name
-	meta.Action = kv.ActionAuth
-	ops := append([]clientv3.Op{clientv3.OpDelete(key)},
-		s.kv.AuditOp(meta, []kv.Change{{Key: "auth/roles/" + name, Deleted: true}})...)
-	resp, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).Then(ops...).Commit()
-	if err != nil {
-		return kv.EtcdError(err)
-	}
-	if !resp.Succeeded {
-		return cfgerr.Errorf(cfgerr.NotFound, "", "name", "no role %q", name)
-	}
-	s.waitFor(ctx, resp.Header.Revision)
-	return nil
+	return s.remove(ctx, meta, "roles", name, "role")
 }
 
 // waitFor waits (briefly) until the store has applied rev: a token is

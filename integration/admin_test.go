@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
@@ -160,5 +163,46 @@ func TestNoSpaceAlarm(t *testing.T) {
 	}
 	if _, body, _ := get(t, n.URL()+"/metrics", n.Token()); !strings.Contains(body, "cfgcluster_etcd_alarms 1") {
 		t.Fatal("metrics do not show the alarm")
+	}
+}
+
+// A learner added straight through etcd, past the authenticated API, is
+// never promoted: it gets no vote.
+func TestOnlyAPIAddedLearnersArePromoted(t *testing.T) {
+	schema, _ := filepath.Abs("../examples/schema.yaml")
+	cl := NewCluster(t, Config{Size: 1, Schema: schema})
+	n := cl.Nodes[0]
+	ctx := ctxT(t)
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{n.Client}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	peer := "http://" + etcdtest.FreeAddr(t)
+	var resp *clientv3.MemberAddResponse
+	waitFor(t, "etcd to accept a member (it waits 5 s after a start)", 20*time.Second, func() bool {
+		resp, err = etcd.MemberAddAsLearner(ctx, []string{peer})
+		if err != nil {
+			time.Sleep(500 * time.Millisecond)
+		}
+		return err == nil
+	})
+	initial := n.Name + "=" + n.Peer + ",rogue=" + peer
+	rogue := newNode(t, "rogue", peer)
+	rogue.Args = append(rogue.Args, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--advertise-client-urls", rogue.Client, "--initial-cluster", initial, "--initial-cluster-state", "existing")
+	rogue.Launch()
+	waitFor(t, "the node to refuse the learner", 30*time.Second, func() bool {
+		log, _ := os.ReadFile(n.LogPath)
+		return strings.Contains(string(log), "not added with cfgadm member add: not promoting it")
+	})
+	ml, err := etcd.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ml.Members {
+		if m.ID == resp.Member.ID && !m.IsLearner {
+			t.Fatal("a learner added past the API was promoted")
+		}
 	}
 }

@@ -210,6 +210,7 @@ func (n *Node) promoteLearners(ctx context.Context) {
 	defer n.bg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	warned := map[uint64]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -222,6 +223,16 @@ func (n *Node) promoteLearners(ctx context.Context) {
 		}
 		for _, m := range ml.Members {
 			if !m.IsLearner || len(m.ClientURLs) == 0 {
+				continue
+			}
+			// Only a learner added through the API (which records its name)
+			// gets a vote: one added past it, straight through etcd, does not.
+			key := n.store.Layout().MemberNameKey(memberID(m.ID))
+			if rec, err := n.client.Get(ctx, key); err != nil || len(rec.Kvs) == 0 {
+				if !warned[m.ID] {
+					warned[m.ID] = true
+					n.log.Warn("a learner not added with cfgadm member add: not promoting it", zap.String("name", m.Name), zap.String("id", memberID(m.ID)))
+				}
 				continue
 			}
 			if _, err := n.client.MemberPromote(ctx, m.ID); err == nil {
