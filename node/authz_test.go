@@ -219,6 +219,37 @@ func TestPrefixRoles(t *testing.T) {
 	if status, _ := call(t, n, "GET", "/v1/tokens", site.Token); status != 403 {
 		t.Fatalf("a prefix-narrowed admin listed tokens: %d", status)
 	}
+	// Refusals are in the audit trail, for admins: who, what, why, and
+	// never a token.
+	forged := "cfgt1_billing-ci_" + strings.Repeat("Z", 43)
+	call(t, n, "GET", "/v1/keys/billing.limits", forged)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, err := admin.Audit(ctx, "", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var forbidden, unauthenticated bool
+		for _, r := range a.Records {
+			forbidden = forbidden || r.Action == "refused" && r.Actor == "ci@billing (token billing-ci)" &&
+				strings.Contains(r.Comment, "PUT /v1/keys/log.level: 403") && strings.Contains(r.Comment, "may not write key log.level")
+			unauthenticated = unauthenticated || r.Action == "refused" && strings.HasPrefix(r.Actor, "unauthenticated from 127.0.0.1") &&
+				strings.Contains(r.Comment, "GET /v1/keys/billing.limits: 401")
+		}
+		if forbidden && unauthenticated {
+			if b, _ := json.Marshal(a); strings.Contains(string(b), "ZZZZZZ") || strings.Contains(string(b), tok.Token) {
+				t.Fatalf("a token in the audit trail: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("refusals not in the audit trail: %+v", a.Records)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a, _ := billing.Audit(ctx, "", 0, 0); slices.ContainsFunc(a.Records, func(r api.AuditRecord) bool { return r.Action == "refused" }) {
+		t.Fatal("refusals shown to a non-admin")
+	}
 	// Revoked: refused at once on this node.
 	if err := admin.RevokeToken(ctx, "billing-ci"); err != nil {
 		t.Fatal(err)

@@ -175,6 +175,9 @@ func (n *Node) errorHandler(p policy, access *zap.Logger, h func(w http.Response
 		if err == nil {
 			err = h(w, r)
 		}
+		if err != nil && n.refused != nil {
+			n.refused.record(r, err)
+		}
 		defer func() {
 			if p.public {
 				return
@@ -519,7 +522,10 @@ func (n *Node) audit(w http.ResponseWriter, r *http.Request) error {
 				shown = append(shown, c)
 			}
 		}
-		if len(shown) == 0 && !rec.SchemaChanged {
+		if rec.Action == ActionRefused && !who.Can(auth.Admin, "") {
+			continue // who was refused what: for admins
+		}
+		if len(shown) == 0 && !rec.SchemaChanged && rec.Action != ActionRefused {
 			continue
 		}
 		out.Records = append(out.Records, api.AuditRecord{ID: rec.ID, Revision: rec.Revision, Time: rec.Time,

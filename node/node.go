@@ -161,6 +161,7 @@ type Node struct {
 	watch      *watch.Client          // the node's own view, kept current by one etcd watch
 	auth       *auth.Store            // tokens and roles, kept current by a watch of the auth range
 	limits     *limits                // request rates per token and failed authentications per address
+	refused    *refusals              // refused requests, on their way to the audit trail
 	stopped    atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
 	memberGone chan struct{}          // closed when the embedded member stops on its own
 	ring       *ring
@@ -230,6 +231,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
 	n.limits = newLimits(cfg, n.reg)
+	n.refused = newRefusals(n.reg)
 	n.auth = auth.NewStore(c, n.store, n.log.Named("auth"))
 	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
 	err = n.auth.WaitReady(actx)
@@ -248,9 +250,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopBg = stopBg
-	n.bg.Add(2)
+	n.bg.Add(3)
 	go n.promoteLearners(bgCtx)
 	go n.pruneAudit(bgCtx)
+	go n.writeRefusals(bgCtx)
 	if n.etcd != nil {
 		n.bg.Add(2)
 		go n.watchMember(bgCtx)

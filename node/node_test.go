@@ -59,11 +59,12 @@ func tokenOf(hostport string) string {
 	return s
 }
 
-// nonAuth counts the audit records that are not token or role changes.
+// nonAuth counts the audit records that are not token or role changes
+// or refused requests.
 func nonAuth(rs []api.AuditRecord) int {
 	n := 0
 	for _, r := range rs {
-		if r.Action != "auth" {
+		if r.Action != "auth" && r.Action != "refused" {
 			n++
 		}
 	}
