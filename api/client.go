@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -48,8 +49,12 @@ func (c *Client) identify(req *http.Request) {
 // connection says what usually causes it.
 func (c *Client) unreachable(err error) error {
 	msg := fmt.Sprintf("cannot reach %s: %v", c.Endpoint, err)
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
 		msg += " (is cfgnode running there? start one with: cfgnode --schema FILE; its API listens on 127.0.0.1:7380 by default)"
+	case errors.As(err, &unknownCA):
+		msg += " (trust the CA that signed the node's certificate: cfgadm config set-context NAME --ca-file CA.pem)"
 	}
 	return &cfgerr.Error{Code: cfgerr.Unavailable, Message: msg, Err: err}
 }
@@ -59,6 +64,12 @@ func (c *Client) unreachable(err error) error {
 func (c *Client) checkAPI(resp *http.Response) error {
 	if resp.Header.Get(VersionHeader) != "" {
 		return nil
+	}
+	if resp.StatusCode == http.StatusBadRequest && strings.HasPrefix(c.Endpoint, "http://") {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if bytes.Contains(b, []byte("HTTPS server")) {
+			return cfgerr.Errorf(cfgerr.Unavailable, "", "endpoint", "%s serves HTTPS: use %s", c.Endpoint, "https://"+strings.TrimPrefix(c.Endpoint, "http://"))
+		}
 	}
 	return cfgerr.Errorf(cfgerr.Unavailable, "", "endpoint",
 		"%s is not a cfgnode API (it answered %s without the %s header); cfgnode's API listens on 127.0.0.1:7380 by default",

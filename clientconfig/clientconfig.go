@@ -27,7 +27,9 @@ type Context struct {
 	Endpoint  string `yaml:"endpoint"`
 	Token     string `yaml:"token,omitempty"`
 	TokenFile string `yaml:"token-file,omitempty"`
-	CAFile    string `yaml:"ca-file,omitempty"`
+	CAFile    string `yaml:"ca-file,omitempty"`   // the CA of the node's certificate (https)
+	CertFile  string `yaml:"cert-file,omitempty"` // a client certificate, for nodes that ask for one
+	KeyFile   string `yaml:"key-file,omitempty"`
 }
 
 // Path is where the config file is.
@@ -90,23 +92,22 @@ func (cfg *File) Find(name string) *Context {
 	return nil
 }
 
-// AddContext sets the context name to endpoint and tokenFile, adding it if
-// there is none, and makes it current if no context is, or if the current
-// one is for the same endpoint (a node started anew on that address).
-// cfgnode calls it at its start.
-func AddContext(name, endpoint, tokenFile string) error {
+// AddContext sets the context c.Name to c, adding it if there is none, and
+// makes it current if no context is, or if the current one is for the same
+// endpoint (a node started anew on that address). cfgnode calls it at its
+// start.
+func AddContext(c Context) error {
 	cfg, err := Load()
 	if err != nil {
 		return err
 	}
-	ctx := cfg.Find(name)
-	if ctx == nil {
-		cfg.Contexts = append(cfg.Contexts, Context{Name: name})
-		ctx = &cfg.Contexts[len(cfg.Contexts)-1]
+	if ctx := cfg.Find(c.Name); ctx != nil {
+		*ctx = c
+	} else {
+		cfg.Contexts = append(cfg.Contexts, c)
 	}
-	ctx.Endpoint, ctx.TokenFile, ctx.Token = endpoint, tokenFile, ""
-	if cur := cfg.Find(cfg.CurrentContext); cur == nil || cur.Endpoint == endpoint {
-		cfg.CurrentContext = name
+	if cur := cfg.Find(cfg.CurrentContext); cur == nil || cur.Endpoint == c.Endpoint {
+		cfg.CurrentContext = c.Name
 	}
 	return cfg.Save()
 }

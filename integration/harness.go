@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -50,19 +52,23 @@ func Binaries(t testing.TB) string {
 
 // Node is a cfgnode process.
 type Node struct {
-	t        testing.TB
-	Name     string
-	DataDir  string
-	APIAddr  string
-	Client   string // etcd client URL
-	Peer     string // etcd peer URL
-	Args     []string
-	LogPath  string
-	Netns    string // the network namespace it runs in ("": the test's)
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	exitErr  error
-	stopOnce sync.Once
+	t       testing.TB
+	Name    string
+	DataDir string
+	APIAddr string
+	Client  string // etcd client URL
+	Peer    string // etcd peer URL
+	Args    []string
+	LogPath string
+	Netns   string // the network namespace it runs in ("": the test's)
+	CA      string // with a CA (PEM file), the API is HTTPS and clients trust it
+	// ClientCert and ClientKey are what the test's clients present, for a
+	// node started with --client-cert-auth.
+	ClientCert, ClientKey string
+	cmd                   *exec.Cmd
+	exited                chan struct{}
+	exitErr               error
+	stopOnce              sync.Once
 }
 
 // NodeConfig sets a node's extra flags.
@@ -141,10 +147,42 @@ func (n *Node) Launch() {
 }
 
 // URL is the node's API base URL.
-func (n *Node) URL() string { return "http://" + n.APIAddr }
+func (n *Node) URL() string {
+	if n.CA != "" {
+		return "https://" + n.APIAddr
+	}
+	return "http://" + n.APIAddr
+}
+
+// transport trusts the node's CA, when it has one.
+func (n *Node) transport() http.RoundTripper {
+	if n.CA == "" {
+		return http.DefaultTransport
+	}
+	pem, err := os.ReadFile(n.CA)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	if n.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(n.ClientCert, n.ClientKey)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	}
+	return tr
+}
 
 // API returns a Go client of the node's API.
-func (n *Node) API() *api.Client { return api.NewClient(n.URL(), n.Token()) }
+func (n *Node) API() *api.Client {
+	c := api.NewClient(n.URL(), n.Token())
+	c.HTTP.Transport = n.transport()
+	return c
+}
 
 // Token is the node's admin token, which it made at its first start.
 func (n *Node) Token() string {
@@ -170,7 +208,7 @@ func (n *Node) WaitHealthy() {
 			n.t.Fatalf("%s exited while starting: %v\n%s", n.Name, n.exitErr, tail(log, 30))
 		default:
 		}
-		if resp, err := http.Get(n.URL() + "/healthz"); err == nil {
+		if resp, err := (&http.Client{Transport: n.transport()}).Get(n.URL() + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return

@@ -4,6 +4,8 @@ import (
 	"cfgcluster/auth"
 	"cfgcluster/version"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +40,14 @@ func (n *Node) serve() error {
 		return fmt.Errorf("--api-addr: %w", err)
 	}
 	n.ln = netutil.LimitListener(ln, n.cfg.MaxConnections)
+	if n.cfg.CertFile != "" || n.cfg.KeyFile != "" {
+		tc, err := n.tlsConfig()
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		n.ln = tls.NewListener(n.ln, tc)
+	}
 	n.srv = &http.Server{Handler: n.routes(), ErrorLog: zap.NewStdLog(n.log.Named("http")),
 		ReadHeaderTimeout: n.cfg.ReadHeaderTimeout, ReadTimeout: n.cfg.ReadTimeout, IdleTimeout: n.cfg.IdleTimeout,
 		MaxHeaderBytes: maxHeaderBytes}
@@ -46,6 +57,28 @@ func (n *Node) serve() error {
 		}
 	}()
 	return nil
+}
+
+// tlsConfig is the API's TLS: the node's certificate, and with
+// ClientCertAuth, clients' certificates checked against TrustedCAFile.
+func (n *Node) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(n.cfg.CertFile, n.cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--cert-file, --key-file: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if n.cfg.ClientCertAuth {
+		pem, err := os.ReadFile(n.cfg.TrustedCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-cert-auth needs --trusted-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--trusted-ca-file %s holds no PEM certificate", n.cfg.TrustedCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
 
 // routeTable is every route of the API with what it needs of its caller.

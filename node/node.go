@@ -81,6 +81,12 @@ type Config struct {
 	// no limit.
 	RateReads, RateWrites, AuthFailureRate int
 
+	// CertFile and KeyFile serve the API over TLS; TrustedCAFile is the CA
+	// of the cluster's certificates, which with ClientCertAuth every API
+	// client must present a certificate signed by.
+	CertFile, KeyFile, TrustedCAFile string
+	ClientCertAuth                   bool
+
 	// PublicMetrics serves /metrics without a credential (for a
 	// Prometheus that cannot send one); by default it needs read.
 	PublicMetrics bool
@@ -291,7 +297,12 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // APIURL is the base URL of the node's HTTP API.
-func (n *Node) APIURL() string { return "http://" + n.ln.Addr().String() }
+func (n *Node) APIURL() string {
+	if n.cfg.CertFile != "" {
+		return "https://" + n.ln.Addr().String()
+	}
+	return "http://" + n.ln.Addr().String()
+}
 
 // ClientURLs are the etcd client URLs of the node's member.
 func (n *Node) ClientURLs() []string {

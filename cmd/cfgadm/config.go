@@ -53,6 +53,10 @@ func configure(ctx *clientconfig.Context, cl *api.Client) error {
 		token = strings.TrimSpace(string(b))
 	}
 	cl.Token = token
+	if ctx.CAFile == "" && ctx.CertFile == "" {
+		return nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ctx.CAFile != "" {
 		pem, err := os.ReadFile(ctx.CAFile)
 		if err != nil {
@@ -62,10 +66,18 @@ func configure(ctx *clientconfig.Context, cl *api.Client) error {
 		if !pool.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("context %q: %s holds no PEM certificate", ctx.Name, ctx.CAFile)
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		cl.HTTP.Transport = tr
+		tc.RootCAs = pool
 	}
+	if ctx.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(ctx.CertFile, ctx.KeyFile)
+		if err != nil {
+			return fmt.Errorf("context %q: its client certificate: %w", ctx.Name, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	cl.HTTP.Transport = tr
 	return nil
 }
 
@@ -157,6 +169,8 @@ func configCommand() *cli.Command {
 					&cli.StringFlag{Name: "endpoint", Usage: "the node's API: URL or host:port"},
 					&cli.StringFlag{Name: "token-file", Usage: "a file holding the bearer token"},
 					&cli.StringFlag{Name: "ca-file", Usage: "the PEM CA that signed the node's certificate (https endpoints)"},
+					&cli.StringFlag{Name: "cert-file", Usage: "a client certificate (PEM), for nodes started with --client-cert-auth"},
+					&cli.StringFlag{Name: "key-file", Usage: "the client certificate's key (PEM)"},
 					&cli.BoolFlag{Name: "current", Usage: "also make it the current context"},
 				},
 				Action: named(func(c *cli.Context, cfg *clientconfig.File, n string) error {
@@ -168,12 +182,13 @@ func configCommand() *cli.Command {
 						cfg.Contexts = append(cfg.Contexts, clientconfig.Context{Name: n})
 						ctx = &cfg.Contexts[len(cfg.Contexts)-1]
 					}
-					for flag, field := range map[string]*string{"endpoint": &ctx.Endpoint, "token-file": &ctx.TokenFile, "ca-file": &ctx.CAFile} {
+					for flag, field := range map[string]*string{"endpoint": &ctx.Endpoint, "token-file": &ctx.TokenFile, "ca-file": &ctx.CAFile,
+						"cert-file": &ctx.CertFile, "key-file": &ctx.KeyFile} {
 						if c.IsSet(flag) {
 							*field = c.String(flag)
 						}
 					}
-					for _, f := range []*string{&ctx.TokenFile, &ctx.CAFile} {
+					for _, f := range []*string{&ctx.TokenFile, &ctx.CAFile, &ctx.CertFile, &ctx.KeyFile} {
 						if *f != "" && !filepath.IsAbs(*f) {
 							abs, err := filepath.Abs(*f)
 							if err != nil {

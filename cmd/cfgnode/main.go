@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,7 +29,7 @@ func main() {
 		Usage:    "run a cfgcluster node (an embedded etcd member and the HTTP API)",
 		Flags:    flags(),
 		Action:   run,
-		Commands: []*cli.Command{restoreCommand()},
+		Commands: []*cli.Command{restoreCommand(), certsCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgnode:", err)
@@ -39,6 +40,11 @@ func main() {
 func flag(name, value, usage string) *cli.StringFlag {
 	env := "CFGNODE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 	return &cli.StringFlag{Name: name, Value: value, Usage: usage, EnvVars: []string{env}}
+}
+
+func boolFlag(name string, value bool, usage string) *cli.BoolFlag {
+	env := "CFGNODE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	return &cli.BoolFlag{Name: name, Value: value, Usage: usage, EnvVars: []string{env}}
 }
 
 func flags() []cli.Flag {
@@ -56,6 +62,10 @@ func flags() []cli.Flag {
 		flag("election-timeout", "500", "raft election timeout in milliseconds (etcd's flag; its default is 1000): how soon a lost leader is replaced"),
 		flag("quota-backend-bytes", "0", "etcd backend quota in bytes; past it etcd raises NOSPACE (0: etcd's 2 GiB)"),
 		flag("api-addr", "127.0.0.1:7380", "address of the HTTP API"),
+		flag("cert-file", "", "serve the API over TLS with this certificate (PEM); cfgnode certs makes development ones"),
+		flag("key-file", "", "the certificate's private key (PEM)"),
+		flag("trusted-ca-file", "", "the CA of this cluster's certificates: cfgadm's context trusts it, and with --client-cert-auth clients must present a certificate it signed"),
+		boolFlag("client-cert-auth", false, "require a client certificate signed by --trusted-ca-file on the API (tokens are still required)"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
 		flag("prefix", "/cfgcluster/", "etcd key prefix"),
 		flag("max-connections", "16384", "open API connections at once; more wait"),
@@ -65,11 +75,11 @@ func flags() []cli.Flag {
 		flag("audit-prune-interval", "10m", "how often each node prunes the audit trail to its retention"),
 		flag("allowed-origins", "", "comma-separated web origins (https://console.example.com) whose browsers may write; other cross-origin writes are refused"),
 		flag("log-level", "info", "debug, info, warn or error"),
-		flag("cfgadm-context", "true", "at start, add a context for this node (its API and admin token) to cfgadm's config file, as k3s writes its kubeconfig"),
+		boolFlag("cfgadm-context", true, "at start, add a context for this node (its API and admin token) to cfgadm's config file, as k3s writes its kubeconfig"),
 		flag("rate-reads", "10000", "reads a second one token may make of this node (bursts of twice as many); over it: 429; -1: no limit"),
 		flag("rate-writes", "1000", "writes a second one token may make of this node (bursts of twice as many); -1: no limit"),
 		flag("auth-failure-rate", "10", "failed authentications a second one address may make (bursts of 100); -1: no limit"),
-		flag("public-metrics", "false", "serve /metrics without a credential (by default it needs a token that may read)"),
+		boolFlag("public-metrics", false, "serve /metrics without a credential (by default it needs a token that may read)"),
 		flag("log-format", "auto", "console (for people), json, or auto: console on a terminal, json otherwise"),
 		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
 		flag("etcd-user", "", "external mode: etcd user (or user:password)"),
@@ -161,10 +171,23 @@ func run(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	onReady := func(n *node.Node) {
-		if c.String("cfgadm-context") == "true" {
+		if c.Bool("cfgadm-context") {
 			// The same machine and user as cfgadm's: the README's commands
 			// work with no setup. The token stays in the data dir (0600).
-			if err := clientconfig.AddContext(c.String("name"), n.APIURL(), n.AdminTokenFile()); err != nil {
+			abs := func(f string) string {
+				if f == "" {
+					return ""
+				}
+				a, _ := filepath.Abs(f)
+				return a
+			}
+			ctx := clientconfig.Context{Name: c.String("name"), Endpoint: n.APIURL(), TokenFile: abs(n.AdminTokenFile()),
+				CAFile: abs(c.String("trusted-ca-file"))}
+			if c.Bool("client-cert-auth") {
+				// The node's certificate is a client certificate too.
+				ctx.CertFile, ctx.KeyFile = abs(c.String("cert-file")), abs(c.String("key-file"))
+			}
+			if err := clientconfig.AddContext(ctx); err != nil {
 				log.Warn("could not add a context to cfgadm's config file", zap.String("file", clientconfig.Path()), zap.Error(err))
 			} else {
 				log.Info("cfgadm's config file has a context for this node", zap.String("file", clientconfig.Path()), zap.String("context", c.String("name")))
@@ -176,7 +199,11 @@ func run(c *cli.Context) error {
 	}
 	return node.Run(ctx, node.Config{
 		OnReady:                 onReady,
-		PublicMetrics:           c.String("public-metrics") == "true",
+		PublicMetrics:           c.Bool("public-metrics"),
+		CertFile:                c.String("cert-file"),
+		KeyFile:                 c.String("key-file"),
+		TrustedCAFile:           c.String("trusted-ca-file"),
+		ClientCertAuth:          c.Bool("client-cert-auth"),
 		RateReads:               limits["rate-reads"],
 		RateWrites:              limits["rate-writes"],
 		AuthFailureRate:         limits["auth-failure-rate"],
