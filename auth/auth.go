@@ -182,13 +182,17 @@ func (p *Principal) Can(verb Verb, key string) bool {
 		if !strings.HasPrefix(key, g.Prefix) {
 			continue
 		}
-		for _, v := range g.Verbs {
-			if v == verb || v == Admin || (v == ReadSensitive && verb == Read) {
-				return true
-			}
+		if slices.ContainsFunc(g.Verbs, func(v Verb) bool { return implies(v, verb) }) {
+			return true
 		}
 	}
 	return false
+}
+
+// implies reports whether granting v grants verb: admin grants every verb,
+// read-sensitive grants read.
+func implies(v, verb Verb) bool {
+	return v == verb || v == Admin || (v == ReadSensitive && verb == Read)
 }
 
 // CanSome reports whether the principal may do verb on some key: a route
@@ -196,10 +200,8 @@ func (p *Principal) Can(verb Verb, key string) bool {
 // filters what it shows by Can.
 func (p *Principal) CanSome(verb Verb) bool {
 	for _, g := range p.grants {
-		for _, v := range g.Verbs {
-			if v == verb || v == Admin || (v == ReadSensitive && verb == Read) {
-				return true
-			}
+		if slices.ContainsFunc(g.Verbs, func(v Verb) bool { return implies(v, verb) }) {
+			return true
 		}
 	}
 	return false

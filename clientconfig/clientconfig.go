@@ -92,6 +92,15 @@ func (cfg *File) Find(name string) *Context {
 	return nil
 }
 
+// Put sets the context c.Name to c, adding it if there is none.
+func (cfg *File) Put(c Context) {
+	if ctx := cfg.Find(c.Name); ctx != nil {
+		*ctx = c
+		return
+	}
+	cfg.Contexts = append(cfg.Contexts, c)
+}
+
 // AddContext sets the context c.Name to c, adding it if there is none, and
 // makes it current if no context is, or if the current one is for the same
 // endpoint (a node started anew on that address). cfgnode calls it at its
@@ -101,11 +110,7 @@ func AddContext(c Context) error {
 	if err != nil {
 		return err
 	}
-	if ctx := cfg.Find(c.Name); ctx != nil {
-		*ctx = c
-	} else {
-		cfg.Contexts = append(cfg.Contexts, c)
-	}
+	cfg.Put(c)
 	if cur := cfg.Find(cfg.CurrentContext); cur == nil || cur.Endpoint == c.Endpoint {
 		cfg.CurrentContext = c.Name
 	}

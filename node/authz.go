@@ -116,12 +116,9 @@ func allow(r *http.Request, verb auth.Verb, keys ...string) error {
 // mayRead reports whether the caller may read key.
 func mayRead(r *http.Request, key string) bool { return principal(r).Can(auth.Read, key) }
 
-// adminTokenFile is where a node keeps the admin token it made at its first
+// AdminTokenFile is where a node keeps the admin token it made at its first
 // start: only its owner may read it.
-func (n *Node) adminTokenFile() string { return filepath.Join(n.cfg.DataDir, "admin.token") }
-
-// AdminTokenFile is the file holding the node's admin token.
-func (n *Node) AdminTokenFile() string { return n.adminTokenFile() }
+func (n *Node) AdminTokenFile() string { return filepath.Join(n.cfg.DataDir, "admin.token") }
 
 var nameUnsafe = regexp.MustCompile(`[^a-z0-9._-]+`)
 
@@ -132,7 +129,7 @@ var nameUnsafe = regexp.MustCompile(`[^a-z0-9._-]+`)
 func (n *Node) bootstrapToken(ctx context.Context) error {
 	name := strings.Trim(nameUnsafe.ReplaceAllString("admin-"+strings.ToLower(n.cfg.Name), "-"), "-._")
 	name = name[:min(len(name), 63)]
-	path := n.adminTokenFile()
+	path := n.AdminTokenFile()
 	for _, t := range n.auth.Tokens() {
 		if t.Name == name {
 			if _, err := os.Stat(path); err != nil {

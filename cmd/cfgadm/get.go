@@ -14,6 +14,7 @@ func getCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.Int64Flag{Name: "revision", Usage: "the value at this revision"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "then print the key's changes as they happen"},
+			retryForFlag,
 		},
 		BashComplete: completeKeys,
 		Action: func(c *cli.Context) error {

@@ -33,31 +33,33 @@ func loginCommand() *cli.Command {
 				return localError(err)
 			}
 			cl := client(c)
+			ctx := clientconfig.Context{Name: c.String("name"), Endpoint: cl.Endpoint, TokenFile: file}
+			if ctx.Name == "" {
+				ctx.Name = strings.NewReplacer("http://", "", "https://", "", ":", "-").Replace(cl.Endpoint)
+			}
+			if c.IsSet("ca-file") {
+				// The check below trusts the CA given here, not the current context's.
+				if ctx.CAFile, err = filepath.Abs(c.String("ca-file")); err != nil {
+					return localError(err)
+				}
+				if err := configure(&ctx, cl); err != nil {
+					return localError(err)
+				}
+			}
 			who, err := cl.WhoAmI(c.Context)
 			if err != nil {
 				return err
-			}
-			name := c.String("name")
-			if name == "" {
-				name = strings.NewReplacer("http://", "", "https://", "", ":", "-").Replace(cl.Endpoint)
 			}
 			cfg, err := loadConfig()
 			if err != nil {
 				return err
 			}
-			ctx := cfg.Find(name)
-			if ctx == nil {
-				cfg.Contexts = append(cfg.Contexts, clientconfig.Context{Name: name})
-				ctx = &cfg.Contexts[len(cfg.Contexts)-1]
-			}
-			ctx.Endpoint, ctx.TokenFile, ctx.Token = cl.Endpoint, file, ""
-			if c.IsSet("ca-file") {
-				ctx.CAFile, _ = filepath.Abs(c.String("ca-file"))
-			}
-			cfg.CurrentContext = name
+			cfg.Put(ctx)
+			cfg.CurrentContext = ctx.Name
 			if err := saveConfig(cfg); err != nil {
 				return err
 			}
+			name := ctx.Name
 			fmt.Fprintf(stdout(c), "logged in to %s as %s (token %s); context %q is current\n", cl.Endpoint, who.Subject, who.Token, name)
 			return nil
 		},

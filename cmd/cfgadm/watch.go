@@ -38,9 +38,6 @@ func watchChanges(c *cli.Context, prefix string, since int64, keep func(key stri
 	out := stdout(c)
 	cl := client(c)
 	retryFor := c.Duration("retry-for")
-	if retryFor == 0 && !c.IsSet("retry-for") {
-		retryFor = retryForFlag.Value // get --watch has no such flag of its own
-	}
 	last := since
 	header := false
 	onBatch := func(b api.WatchBatch) error {
