@@ -154,10 +154,16 @@ func runChaos(t *testing.T, cl *Cluster, seed uint64, faults []string, rounds in
 		}
 		cl.WaitLeader()
 		cl.WaitCaughtUp(t, victim)
+		healed := time.Now()
 		acks, _ := load.Stop()
 		lost := cl.LostAcks(victim, acks) // read through the member that suffered
+		checked := time.Now()
 		ops, linErr := load.Linearizable()
+		lin := time.Since(checked)
 		batches, watchErr := obs.Verify()
+		phases := fmt.Sprintf("fault+heal %v, acks %v, linearizability %v, watch %v",
+			healed.Sub(at).Round(time.Millisecond), checked.Sub(healed).Round(time.Millisecond),
+			lin.Round(time.Millisecond), (time.Since(checked) - lin).Round(time.Millisecond))
 		// Compact behind the round too: etcd's history stays bounded, as
 		// auto-compaction keeps it in production. The compaction during the
 		// fault may fail (no quorum yet): that is no finding.
@@ -196,9 +202,9 @@ func runChaos(t *testing.T, cl *Cluster, seed uint64, faults []string, rounds in
 		for _, x := range []*tally{total, pf} {
 			x.add(ops, len(acks), len(lost), linErr == nil, watchErr != nil, recovery, len(why) > 0)
 		}
-		t.Logf("round %d: %s on %s for %v: %d ops, %d acknowledged, %d lost, %d batches, recovery %v, took %v; %s",
+		t.Logf("round %d: %s on %s for %v: %d ops, %d acknowledged, %d lost, %d batches, recovery %v, took %v (%s); %s",
 			round, fault, cl.Nodes[victim].Name, hold.Round(time.Millisecond), ops, len(acks), len(lost), batches,
-			recovery.Round(time.Millisecond), time.Since(started).Round(time.Millisecond), verdict(why))
+			recovery.Round(time.Millisecond), time.Since(started).Round(time.Millisecond), phases, verdict(why))
 		if len(why) > 0 {
 			failed = append(failed, round)
 			keepRound(t, cl, load, round, strings.Join(why, "; "))

@@ -12,6 +12,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"cfgcluster/api"
+	"cfgcluster/kv"
 )
 
 // Ack is an acknowledged write.
@@ -217,11 +218,37 @@ func (l *Load) History() []porcupine.Operation {
 }
 
 // LostAcks returns the acknowledged writes that are not in the cluster's
-// history at the revision they were acknowledged with.
+// history at the revision they were acknowledged with. It reads each key's
+// history in one request (newest first, as far back as the API gives), and
+// only the writes older than that one at a time.
 func (cl *Cluster) LostAcks(node int, acks []Ack) []Ack {
 	c := cl.API(node)
+	type past struct {
+		values map[int64]string // revision → value
+		oldest int64
+	}
+	hist := map[string]*past{}
 	var lost []Ack
 	for _, a := range acks {
+		h := hist[a.Key]
+		if h == nil {
+			h = &past{values: map[int64]string{}, oldest: math.MaxInt64}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if resp, err := c.History(ctx, a.Key, kv.MaxAuditLimit); err == nil {
+				for _, e := range resp.Entries {
+					h.values[e.Revision], _ = e.Value.(string)
+					h.oldest = min(h.oldest, e.Revision)
+				}
+			}
+			cancel()
+			hist[a.Key] = h
+		}
+		if a.Revision >= h.oldest { // the history from there on is whole
+			if h.values[a.Revision] != a.Value {
+				lost = append(lost, a)
+			}
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		v, err := c.Get(ctx, a.Key, a.Revision)
 		cancel()
