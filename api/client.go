@@ -99,6 +99,25 @@ func (c *Client) RevokeToken(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil)
 }
 
+// ServiceAccounts lists the service accounts.
+func (c *Client) ServiceAccounts(ctx context.Context) (*ServiceAccountList, error) {
+	var l ServiceAccountList
+	return &l, c.do(ctx, http.MethodGet, "/v1/service-accounts", nil, &l)
+}
+
+// CreateServiceAccount makes an etcd user for a service; its password is
+// in the answer only.
+func (c *Client) CreateServiceAccount(ctx context.Context, req ServiceAccountRequest) (*ServiceAccountCreated, error) {
+	var sa ServiceAccountCreated
+	return &sa, c.do(ctx, http.MethodPost, "/v1/service-accounts", req, &sa)
+}
+
+// DeleteServiceAccount deletes a service account: etcd refuses its
+// credential from then on.
+func (c *Client) DeleteServiceAccount(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/service-accounts/"+url.PathEscape(name), nil, nil)
+}
+
 // Roles lists the built-in and custom roles.
 func (c *Client) Roles(ctx context.Context) (*RoleList, error) {
 	var l RoleList

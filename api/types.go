@@ -55,6 +55,34 @@ type TokenCreated struct {
 	Token string `json:"token"`
 }
 
+// ServiceAccount is an etcd user for one service: it reads the client
+// range and writes only its own service's instances.
+type ServiceAccount struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"` // its etcd role
+	Created time.Time `json:"created"`
+	Creator string    `json:"creator"`
+}
+
+// ServiceAccountRequest is the body of POST /v1/service-accounts.
+type ServiceAccountRequest struct {
+	Name    string `json:"name"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// ServiceAccountCreated answers POST /v1/service-accounts: the etcd user
+// and its password, shown this once; a service passes them to clientv3.
+type ServiceAccountCreated struct {
+	ServiceAccount
+	EtcdUser     string `json:"etcd_user"`
+	EtcdPassword string `json:"etcd_password"`
+}
+
+// ServiceAccountList answers GET /v1/service-accounts.
+type ServiceAccountList struct {
+	ServiceAccounts []ServiceAccount `json:"service_accounts"`
+}
+
 // TokenList answers GET /v1/tokens.
 type TokenList struct {
 	Tokens []TokenInfo `json:"tokens"`
@@ -373,6 +401,10 @@ type MemberAdded struct {
 	Member              Member `json:"member"`
 	InitialCluster      string `json:"initial_cluster"`
 	InitialClusterState string `json:"initial_cluster_state"` // "existing"
+	// The new member's etcd user and its password (shown once): the new
+	// node is started with them (cfgnode --etcd-credential-file).
+	EtcdUser     string `json:"etcd_user"`
+	EtcdPassword string `json:"etcd_password,omitempty"`
 }
 
 // DefragResult answers POST /v1/defrag: each member in turn.

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
 )
@@ -55,9 +57,18 @@ func TestClusterAdministration(t *testing.T) {
 	if code != 5 || !strings.Contains(errOut, "member n3") || !strings.Contains(errOut, "not started yet") || !strings.Contains(out, "learner") {
 		t.Fatalf("cluster status with a member not started: exit %d\n%s%s", code, out, errOut)
 	}
+	// It logs in to etcd (whose auth is on) with the credential made for it.
+	if res.EtcdUser != "cfgnode.n3" || res.EtcdPassword == "" {
+		t.Fatalf("member add made no etcd credential: %+v", res)
+	}
+	credFile := filepath.Join(t.TempDir(), "n3.etcd-credential")
+	if err := (auth.EtcdCredential{User: res.EtcdUser, Password: res.EtcdPassword}).Write(credFile); err != nil {
+		t.Fatal(err)
+	}
 	joiner := newNode(t, "n3", peer)
 	joiner.Args = append(joiner.Args, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--advertise-client-urls", joiner.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing")
+		"--advertise-client-urls", joiner.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing",
+		"--etcd-credential-file", credFile)
 	joiner.Start()
 	waitFor(t, "the learner's promotion", 30*time.Second, func() bool {
 		st, err := n.API().Cluster(ctx)
@@ -87,6 +98,15 @@ func TestClusterAdministration(t *testing.T) {
 	if st, _ := n.API().Cluster(ctx); len(st.Members) != 3 {
 		t.Fatalf("members after remove: %+v", st.Members)
 	}
+	// Its etcd user went with it.
+	root, err := clientv3.New(n.Etcd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if _, err := root.UserGet(ctx, "cfgnode.n3"); !errors.Is(err, rpctypes.ErrUserNotFound) {
+		t.Fatalf("the removed member's etcd user: %v", err)
+	}
 
 	if _, e, code := n.Adm(ctx, "defrag"); code != 0 {
 		t.Fatal(e)
@@ -108,6 +128,11 @@ func TestClusterAdministration(t *testing.T) {
 	}
 	restored.Args = append(restored.Args, "--listen-peer-urls", restored.Peer, "--initial-advertise-peer-urls", restored.Peer)
 	restored.Start()
+	// The backup's etcd users were the old nodes': the restored node made
+	// its own and turned etcd's auth back on.
+	if out, err := etcdctl(t, restored.Client, "", "get", "x"); err == nil || !strings.Contains(out, "user name is empty") {
+		t.Fatalf("the restored member takes anonymous clients: %v %s", err, out)
+	}
 	rc := restored.API()
 	if v, err := rc.Get(ctx, "taskqueue.max_workers", 0); err != nil || v.Value != float64(20) {
 		t.Fatalf("restored value: %+v %v", v, err)
@@ -173,7 +198,7 @@ func TestOnlyAPIAddedLearnersArePromoted(t *testing.T) {
 	cl := NewCluster(t, Config{Size: 1, Schema: schema})
 	n := cl.Nodes[0]
 	ctx := ctxT(t)
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{n.Client}, Logger: zap.NewNop()})
+	etcd, err := clientv3.New(n.Etcd())
 	if err != nil {
 		t.Fatal(err)
 	}

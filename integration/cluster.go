@@ -10,7 +10,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"cfgcluster/api"
 	"cfgcluster/etcdtest"
@@ -24,6 +23,9 @@ type Config struct {
 	// Netns puts each member in a network namespace of its own (see
 	// netns): partitions then cut real traffic, in both directions or one.
 	Netns bool
+	// TLS runs every hop over TLS with certificates from cfgnode certs: the
+	// API, etcd's client port (with client certificates) and its peers.
+	TLS bool
 }
 
 // Cluster is a multi-member cluster of real cfgnode processes on loopback.
@@ -64,6 +66,17 @@ func NewCluster(t testing.TB, cfg Config) *Cluster {
 		cl.Nodes = append(cl.Nodes, n)
 		cl.proxies = append(cl.proxies, p)
 		initial = append(initial, n.Name+"="+n.Peer)
+	}
+	if cfg.TLS {
+		var names []string
+		for _, n := range cl.Nodes {
+			names = append(names, n.Name)
+		}
+		certs := MakeCerts(t, names...)
+		for i, n := range cl.Nodes {
+			n.UseTLS(certs)
+			initial[i] = strings.Replace(initial[i], "=http://", "=https://", 1)
+		}
 	}
 	for _, n := range cl.Nodes {
 		n.Args = append(n.Args, "--initial-cluster", strings.Join(initial, ","))
@@ -166,7 +179,9 @@ func (cl *Cluster) Compact() error {
 	for i := range cl.Nodes {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var c *clientv3.Client
-		if c, err = clientv3.New(clientv3.Config{Endpoints: []string{cl.Nodes[i].Client}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()}); err == nil {
+		cc := cl.Nodes[i].Etcd()
+		cc.DialTimeout = 2 * time.Second
+		if c, err = clientv3.New(cc); err == nil {
 			var r *clientv3.GetResponse
 			if r, err = c.Get(ctx, "compact-probe"); err == nil {
 				_, err = c.Compact(ctx, r.Header.Revision)
@@ -188,6 +203,13 @@ func (cl *Cluster) Compact() error {
 func (cl *Cluster) API(i int) *api.Client { return cl.Nodes[i].API() }
 
 // Endpoints are the etcd client URLs of every member.
+// Etcd is a configuration of an etcd client of every member (Node.Etcd).
+func (cl *Cluster) Etcd() clientv3.Config {
+	cc := cl.Nodes[0].Etcd()
+	cc.Endpoints = cl.Endpoints()
+	return cc
+}
+
 func (cl *Cluster) Endpoints() []string {
 	var out []string
 	for _, n := range cl.Nodes {

@@ -106,6 +106,46 @@ func TestExternalEtcd(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "authentication failed") {
 		t.Fatalf("a node with a wrong password started: %s", out)
 	}
+
+	// The roles an operator makes (docs/OPERATIONS.md): a user that may
+	// write only part of the prefix is refused at start, naming what it
+	// lacks; one with readwrite on the whole prefix runs, but may not make
+	// etcd users (service accounts need etcd's root role).
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Username: "root", Password: "s3cret", DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for user, prefix := range map[string]string{"narrow": "/cfgcluster/v1/values/", "cfgnode": "/cfgcluster/"} {
+		for _, step := range []func() error{
+			func() error { _, err := root.RoleAdd(ctx, user); return err },
+			func() error {
+				_, err := root.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+				return err
+			},
+			func() error { _, err := root.UserAdd(ctx, user, "pw-"+user); return err },
+			func() error { _, err := root.UserGrantRole(ctx, user, user); return err },
+		} {
+			if err := step(); err != nil {
+				t.Fatalf("etcd user %s: %v", user, err)
+			}
+		}
+	}
+	narrow := newNode(t, "narrow", "http://"+etcdtest.FreeAddr(t))
+	out, err = exec.Command(filepath.Join(Binaries(t), "cfgnode"), append(narrow.Args, "--etcd-endpoints", endpoint, "--etcd-user", "narrow:pw-narrow")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `etcd user "narrow" may not read and write every key under /cfgcluster/`) {
+		t.Fatalf("a node whose etcd user may not write the whole prefix: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "pw-narrow") {
+		t.Fatalf("the password is in the error: %s", out)
+	}
+	scoped := StartNode(t, NodeConfig{Name: "scoped", Flags: []string{"--etcd-endpoints", endpoint, "--etcd-user", "cfgnode:pw-cfgnode"}})
+	if _, e, code := scoped.Adm(ctx, "set", "log.level", "warn"); code != 0 {
+		t.Fatal(e)
+	}
+	if _, e, code := scoped.Adm(ctx, "service-account", "create", "billing"); code != 6 || !strings.Contains(e, "root role") {
+		t.Fatalf("service-account create with a node that is not etcd's root: exit %d %s", code, e)
+	}
 }
 
 // cfgnode in external mode over TLS with client certificates, against

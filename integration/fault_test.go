@@ -10,10 +10,17 @@ import (
 
 // The leader is killed (SIGKILL) under a write load of four writers: writes
 // succeed again within 5 s, and after it restarts every acknowledged write
-// is in the history at its revision. Fault: process kill, no proxy.
+// is in the history at its revision. Fault: process kill, no proxy. Run
+// on plain connections, and with TLS on every hop (the API, etcd's clients
+// and its peers, each with client certificates).
 func TestLeaderKillUnderLoad(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { leaderKillUnderLoad(t, false) })
+	t.Run("tls", func(t *testing.T) { leaderKillUnderLoad(t, true) })
+}
+
+func leaderKillUnderLoad(t *testing.T, tls bool) {
 	schema, _ := filepath.Abs("../examples/schema.yaml")
-	cl := NewCluster(t, Config{Size: 3, Schema: schema})
+	cl := NewCluster(t, Config{Size: 3, Schema: schema, TLS: tls})
 	obs := cl.Observe(t)
 	w := cl.StartLoad(4, 2, "site.banner")
 	time.Sleep(time.Second)

@@ -17,8 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/etcdtest"
+	"cfgcluster/node"
 )
 
 var (
@@ -69,6 +75,31 @@ type Node struct {
 	exited                chan struct{}
 	exitErr               error
 	stopOnce              sync.Once
+	accounts              map[string]string // service → its etcd credential file
+}
+
+// ServiceAccount returns the credential file of the service account of
+// service, made through the node's API the first time.
+func (n *Node) ServiceAccount(service string) string {
+	n.t.Helper()
+	if f, ok := n.accounts[service]; ok {
+		return f
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sa, err := n.API().CreateServiceAccount(ctx, api.ServiceAccountRequest{Name: service})
+	if err != nil {
+		n.t.Fatalf("service account %s: %v", service, err)
+	}
+	f := filepath.Join(n.t.TempDir(), service+".etcd-credential")
+	if err := (auth.EtcdCredential{User: sa.EtcdUser, Password: sa.EtcdPassword}).Write(f); err != nil {
+		n.t.Fatal(err)
+	}
+	if n.accounts == nil {
+		n.accounts = map[string]string{}
+	}
+	n.accounts[service] = f
+	return f
 }
 
 // NodeConfig sets a node's extra flags.
@@ -188,6 +219,49 @@ func (n *Node) API() *api.Client {
 func (n *Node) Token() string {
 	b, _ := os.ReadFile(filepath.Join(n.DataDir, "admin.token"))
 	return strings.TrimSpace(string(b))
+}
+
+// MakeCerts makes a development CA and a certificate for each named node
+// with cfgnode certs, and returns their folder.
+func MakeCerts(t testing.TB, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command(filepath.Join(Binaries(t), "cfgnode"), "certs", "--dir", dir, "--names", strings.Join(names, ",")).CombinedOutput(); err != nil {
+		t.Fatalf("cfgnode certs: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// UseTLS puts every hop of the node on TLS with its certificate in certs
+// (MakeCerts): the API, etcd's client port, and its peers, each requiring a
+// client certificate from the same CA. Call it before the node starts.
+func (n *Node) UseTLS(certs string) {
+	https := func(u string) string { return strings.Replace(u, "http://", "https://", 1) }
+	n.Client, n.Peer = https(n.Client), https(n.Peer)
+	for i, a := range n.Args {
+		n.Args[i] = https(a)
+	}
+	n.CA = filepath.Join(certs, "ca.pem")
+	n.ClientCert, n.ClientKey = filepath.Join(certs, n.Name+".pem"), filepath.Join(certs, n.Name+"-key.pem")
+	n.Args = append(n.Args, "--cert-file", n.ClientCert, "--key-file", n.ClientKey, "--trusted-ca-file", n.CA, "--client-cert-auth",
+		"--peer-cert-file", n.ClientCert, "--peer-key-file", n.ClientKey, "--peer-trusted-ca-file", n.CA, "--peer-client-cert-auth")
+}
+
+// Etcd is a configuration of an etcd client of the node's member, logged
+// in as the node's own etcd user (etcd's root role): what only tests that
+// look beneath the API use.
+func (n *Node) Etcd() clientv3.Config {
+	cred, err := auth.ReadEtcdCredential(node.EtcdCredentialFile(n.DataDir))
+	if err != nil {
+		n.t.Fatalf("%s: %v", n.Name, err)
+	}
+	cc := cred.Config(clientv3.Config{Endpoints: []string{n.Client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if n.CA != "" {
+		if cc.TLS, err = (transport.TLSInfo{TrustedCAFile: n.CA, CertFile: n.ClientCert, KeyFile: n.ClientKey}).ClientConfig(); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+	return cc
 }
 
 // AdmEnv is the environment of a cfgadm that talks to the node: its config
@@ -362,7 +436,7 @@ func StartService(t testing.TB, n *Node, service string, args ...string) *Servic
 		t.Fatal(err)
 	}
 	s.cmd = exec.Command(filepath.Join(Binaries(t), "service"), append([]string{"--service", service,
-		"--etcd-endpoints", n.Client, "--http-addr", s.Addr}, args...)...)
+		"--etcd-endpoints", n.Client, "--etcd-credential", n.ServiceAccount(service), "--http-addr", s.Addr}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

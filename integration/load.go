@@ -218,32 +218,43 @@ func (l *Load) History() []porcupine.Operation {
 }
 
 // LostAcks returns the acknowledged writes that are not in the cluster's
-// history at the revision they were acknowledged with. It reads each key's
-// history in one request (newest first, as far back as the API gives), and
-// only the writes older than that one at a time.
+// history at the revision they were acknowledged with. It pages through
+// each key's audit trail (a thousand changes a request) back to the oldest
+// acknowledged write, and reads one at a time only what the trail no
+// longer has.
 func (cl *Cluster) LostAcks(node int, acks []Ack) []Ack {
 	c := cl.API(node)
 	type past struct {
 		values map[int64]string // revision → value
-		oldest int64
+		oldest int64            // the trail is whole from here on
 	}
 	hist := map[string]*past{}
-	var lost []Ack
 	for _, a := range acks {
 		h := hist[a.Key]
 		if h == nil {
 			h = &past{values: map[int64]string{}, oldest: math.MaxInt64}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if resp, err := c.History(ctx, a.Key, kv.MaxAuditLimit); err == nil {
-				for _, e := range resp.Entries {
-					h.values[e.Revision], _ = e.Value.(string)
-					h.oldest = min(h.oldest, e.Revision)
-				}
-			}
-			cancel()
 			hist[a.Key] = h
 		}
-		if a.Revision >= h.oldest { // the history from there on is whole
+		for before := int64(0); a.Revision < h.oldest; {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			page, err := c.Audit(ctx, a.Key, before, kv.MaxAuditLimit)
+			cancel()
+			if err != nil || len(page.Records) == 0 {
+				break
+			}
+			for _, r := range page.Records {
+				for _, ch := range r.Changes {
+					if ch.Key == a.Key {
+						h.values[r.Revision], _ = ch.New.(string)
+					}
+				}
+				h.oldest, before = r.Revision, r.Revision
+			}
+		}
+	}
+	var lost []Ack
+	for _, a := range acks {
+		if h := hist[a.Key]; a.Revision >= h.oldest {
 			if h.values[a.Revision] != a.Value {
 				lost = append(lost, a)
 			}

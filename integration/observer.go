@@ -10,7 +10,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"cfgcluster/kv"
 	"cfgcluster/schema"
@@ -32,9 +31,9 @@ type Observer struct {
 // Observe starts an observer; the test's cleanup closes it.
 func (cl *Cluster) Observe(t *testing.T) *Observer {
 	t.Helper()
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second,
-		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, Logger: zap.NewNop(),
-		MaxCallRecvMsgSize: 64 << 20})
+	cc := cl.Etcd()
+	cc.DialKeepAliveTime, cc.DialKeepAliveTimeout, cc.MaxCallRecvMsgSize = time.Second, time.Second, 64<<20
+	etcd, err := clientv3.New(cc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -220,6 +220,43 @@ func (n *Node) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func wireServiceAccount(sa auth.ServiceAccount) api.ServiceAccount {
+	return api.ServiceAccount{Name: sa.Name, Role: sa.Role, Created: sa.Created, Creator: sa.Creator}
+}
+
+func (n *Node) listServiceAccounts(w http.ResponseWriter, r *http.Request) error {
+	sas, err := n.auth.ServiceAccounts(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.ServiceAccountList{ServiceAccounts: []api.ServiceAccount{}}
+	for _, sa := range sas {
+		out.ServiceAccounts = append(out.ServiceAccounts, wireServiceAccount(sa))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) createServiceAccount(w http.ResponseWriter, r *http.Request) error {
+	var req api.ServiceAccountRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	cred, sa, err := n.auth.CreateServiceAccount(r.Context(), kv.Meta{Actor: actor(r), Comment: req.Comment}, req.Name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.ServiceAccountCreated{ServiceAccount: wireServiceAccount(*sa),
+		EtcdUser: cred.User, EtcdPassword: cred.Password})
+}
+
+func (n *Node) deleteServiceAccount(w http.ResponseWriter, r *http.Request) error {
+	if err := n.auth.DeleteServiceAccount(r.Context(), kv.Meta{Actor: actor(r), Comment: r.URL.Query().Get("comment")}, r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (n *Node) listRoles(w http.ResponseWriter, r *http.Request) error {
 	out := api.RoleList{Roles: []api.Role{}}
 	for _, role := range n.auth.Roles() {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"cfgcluster/version"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,8 +18,10 @@ import (
 	"go.uber.org/zap"
 
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
+	"cfgcluster/version"
 )
 
 func memberID(id uint64) string { return strconv.FormatUint(id, 16) }
@@ -112,6 +113,22 @@ func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 		u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "peer_url", "%q is not a peer URL: give scheme://host:port, such as http://10.0.0.4:2380", req.PeerURL)
 	}
+	ml, err := n.client.MemberList(r.Context())
+	if err != nil {
+		return cfgerr.Wrap(cfgerr.Unavailable, err)
+	}
+	for _, m := range ml.Members {
+		if n.memberName(r.Context(), m.ID, m.Name) == req.Name {
+			return cfgerr.Errorf(cfgerr.Conflict, "", "name", "a member is named %s already (%s)", req.Name, memberID(m.ID))
+		}
+	}
+	// The new member's etcd user, made first: a member is never added
+	// without a credential to log in with. cfgadm writes it to a file the
+	// new node is started with.
+	cred := auth.NewEtcdCredential(auth.NodeUser(req.Name))
+	if err := auth.PutEtcdUser(r.Context(), n.client, cred, "root"); err != nil {
+		return kv.EtcdError(err)
+	}
 	resp, err := n.client.MemberAddAsLearner(r.Context(), []string{req.PeerURL})
 	if errors.Is(err, rpctypes.ErrUnhealthy) {
 		// etcd adds members only to a cluster whose members have all been
@@ -142,7 +159,8 @@ func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, api.MemberAdded{
 		Member:         api.Member{ID: memberID(resp.Member.ID), Name: req.Name, PeerURLs: resp.Member.PeerURLs, Learner: true},
-		InitialCluster: strings.Join(parts, ","), InitialClusterState: "existing"})
+		InitialCluster: strings.Join(parts, ","), InitialClusterState: "existing",
+		EtcdUser: cred.User, EtcdPassword: cred.Password})
 }
 
 func (n *Node) removeMember(w http.ResponseWriter, r *http.Request) error {
@@ -157,6 +175,12 @@ func (n *Node) removeMember(w http.ResponseWriter, r *http.Request) error {
 				return cfgerr.Errorf(cfgerr.Conflict, "", "member", "etcd refused to remove %s: %v", which, err)
 			}
 			n.client.Delete(r.Context(), n.store.Layout().MemberNameKey(memberID(m.ID)))
+			// Its etcd user goes with it: its credential logs in no more.
+			if name := n.memberName(r.Context(), m.ID, m.Name); name != "" {
+				if _, err := n.client.UserDelete(r.Context(), auth.NodeUser(name)); err != nil && !errors.Is(err, rpctypes.ErrUserNotFound) {
+					n.log.Warn("could not delete the removed member's etcd user", zap.String("user", auth.NodeUser(name)), zap.Error(err))
+				}
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}

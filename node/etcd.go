@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ func (n *Node) startEtcd(ctx context.Context) error {
 		return err
 	}
 	if ec.AdvertisePeerUrls, err = parseURLs("initial-advertise-peer-urls", c.InitialAdvertisePeerURL); err != nil {
+		return err
+	}
+	if err := c.etcdTLS(ec); err != nil {
 		return err
 	}
 	ec.InitialCluster = c.InitialCluster
@@ -97,6 +101,38 @@ func (n *Node) startEtcd(ctx context.Context) error {
 	}
 }
 
+// etcdTLS sets the member's TLS, which https URLs need: the client port
+// serves the API's certificate, peers their own (etcd's --peer-* flags).
+// As etcd does, a member that trusts a CA (--trusted-ca-file,
+// --peer-trusted-ca-file) requires its clients (peers) to present a
+// certificate that CA signed, whether or not --client-cert-auth is given.
+// A member of another CA therefore cannot join.
+func (c *Config) etcdTLS(ec *embed.Config) error {
+	https := func(us []url.URL) bool {
+		return slices.ContainsFunc(us, func(u url.URL) bool { return u.Scheme == "https" })
+	}
+	if https(ec.ListenClientUrls) {
+		if c.CertFile == "" || c.KeyFile == "" {
+			return fmt.Errorf("--listen-client-urls: https needs --cert-file and --key-file")
+		}
+		// Not etcd's ClientCertAuth: with it, etcd takes a request without
+		// a token as the user named by the certificate's CN, and a node's
+		// client made while etcd's auth was still off would be refused
+		// once it is on, rather than log in. Identity is the etcd user;
+		// the certificate (required: a CA is given) secures the channel.
+		ec.ClientTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile, TrustedCAFile: c.TrustedCAFile}
+	}
+	if https(ec.ListenPeerUrls) || https(ec.AdvertisePeerUrls) {
+		if c.PeerCertFile == "" || c.PeerKeyFile == "" || c.PeerTrustedCAFile == "" {
+			return fmt.Errorf("--listen-peer-urls: https needs --peer-cert-file, --peer-key-file and --peer-trusted-ca-file")
+		}
+		ec.PeerTLSInfo = transport.TLSInfo{CertFile: c.PeerCertFile, KeyFile: c.PeerKeyFile, TrustedCAFile: c.PeerTrustedCAFile, ClientCertAuth: c.PeerClientCertAuth}
+	} else if c.PeerCertFile != "" {
+		return fmt.Errorf("--peer-cert-file: the peer URLs are not https (--listen-peer-urls, --initial-advertise-peer-urls)")
+	}
+	return nil
+}
+
 // etcdClientConfig starts the embedded member (or, in external mode, none)
 // and returns the configuration of the node's etcd client.
 func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
@@ -125,7 +161,23 @@ func (n *Node) etcdClientConfig(ctx context.Context) (clientv3.Config, error) {
 			cc.Endpoints = n.otherEndpoints()
 		}
 		cc.DialKeepAliveTime, cc.DialKeepAliveTimeout = 2*time.Second, time.Second
-		return cc, nil
+		if n.etcd.Config().ClientTLSInfo.CertFile != "" {
+			// The node's client presents its certificate (a member that
+			// trusts a CA asks for one) and trusts the cluster's CA.
+			tc, err := transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile, TrustedCAFile: c.TrustedCAFile}.ClientConfig()
+			if err != nil {
+				return cc, fmt.Errorf("--cert-file/--key-file/--trusted-ca-file: %w", err)
+			}
+			cc.TLS = tc
+		}
+		cred, err := n.nodeCredential()
+		if err != nil {
+			return cc, fmt.Errorf("this node's etcd credential: %w", err)
+		}
+		if err := n.enableEtcdAuth(ctx, cc, cred); err != nil {
+			return cc, err
+		}
+		return cred.Config(cc), nil
 	}
 	cc.Endpoints = c.EtcdEndpoints
 	cc.Username, cc.Password = c.EtcdUser, c.EtcdPassword

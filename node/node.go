@@ -1,7 +1,6 @@
 package node
 
 import (
-	"cfgcluster/auth"
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +12,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
 	"cfgcluster/leases"
@@ -33,8 +34,12 @@ type Config struct {
 	InitialAdvertisePeerURL []string // default: ListenPeerURLs
 	InitialCluster          string   // default: this member alone
 	InitialClusterState     string   // new (default) or existing (joining a running cluster)
-	AutoCompactionRetention string   // etcd periodic compaction window (default 72h)
-	QuotaBackendBytes       int64    // etcd backend quota (0: etcd's 2 GiB)
+	// EtcdCredentialFile is the etcd credential cfgadm member add made for
+	// a joining member; the node keeps it in its data directory at its
+	// first start (EtcdCredentialFile(DataDir)).
+	EtcdCredentialFile      string
+	AutoCompactionRetention string // etcd periodic compaction window (default 72h)
+	QuotaBackendBytes       int64  // etcd backend quota (0: etcd's 2 GiB)
 	// Raft timing, as etcd's --heartbeat-interval and --election-timeout, in
 	// milliseconds (default 50 and 500: a leader lost is replaced in about a
 	// second on a LAN; raise both on slow networks or disks).
@@ -84,8 +89,16 @@ type Config struct {
 	// CertFile and KeyFile serve the API over TLS; TrustedCAFile is the CA
 	// of the cluster's certificates, which with ClientCertAuth every API
 	// client must present a certificate signed by.
+	// With https --listen-client-urls, the embedded member's client port
+	// serves the same certificate and, with ClientCertAuth, requires one
+	// from its clients too (etcd's flags of these names).
 	CertFile, KeyFile, TrustedCAFile string
 	ClientCertAuth                   bool
+	// TLS between etcd peers, as etcd's --peer-* flags: needed when
+	// --listen-peer-urls are https; with PeerClientCertAuth a peer must
+	// present a certificate signed by PeerTrustedCAFile.
+	PeerCertFile, PeerKeyFile, PeerTrustedCAFile string
+	PeerClientCertAuth                           bool
 
 	// PublicMetrics serves /metrics without a credential (for a
 	// Prometheus that cannot send one); by default it needs read.
@@ -203,18 +216,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	c, err := clientv3.New(cc)
+	if errors.Is(err, rpctypes.ErrAuthFailed) {
+		return nil, fmt.Errorf("etcd refused this node's credential (etcd user %s): %w; an embedded member's is in %s, made at its first start (or given by --etcd-credential-file after cfgadm member add)",
+			cc.Username, err, EtcdCredentialFile(cfg.DataDir))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	n.client = c
-	if n.etcd == nil {
-		// External etcd: fail now, clearly, if it cannot be reached.
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := c.Get(sctx, "health-probe")
-		cancel()
-		if err != nil {
+	// Fail now, clearly, if etcd cannot be reached or refuses what the
+	// node must do.
+	if err := checkEtcdAccess(ctx, c, kv.NewLayout(cfg.Prefix), cc.Username); err != nil {
+		if n.etcd == nil {
 			return nil, fmt.Errorf("--etcd-endpoints %v: %w", cfg.EtcdEndpoints, err)
 		}
+		return nil, err
 	}
 	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cfgcluster_etcd_alarms", Help: "Active etcd alarms (NOSPACE, CORRUPT): while any is raised, writes fail.",

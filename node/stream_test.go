@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/etcdtest"
 	"cfgcluster/node"
 )
@@ -160,7 +161,11 @@ func TestWatchResumesAcrossRestart(t *testing.T) {
 	if del.Kind != "delete" || del.Old != "20m0s" || del.New != "15m0s" || del.Actor != "tester" || del.Comment != "back to the default" || del.Time == nil {
 		t.Fatalf("replayed delete: %+v", del)
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}})
+	cred, err := auth.ReadEtcdCredential(node.EtcdCredentialFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd, err := clientv3.New(cred.Config(clientv3.Config{Endpoints: []string{clientURL}}))
 	if err != nil {
 		t.Fatal(err)
 	}

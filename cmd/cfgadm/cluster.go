@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 )
 
@@ -88,6 +89,7 @@ func memberCommand() *cli.Command {
 					&cli.StringFlag{Name: "client-url", Usage: "the new member's etcd client URL (default: the peer URL's host, its port - 1)"},
 					&cli.StringFlag{Name: "api-addr", Usage: "the new node's API address (default: the peer URL's host, port 7380; 7380+i for scripts/cluster.sh's peer port 2380+10i)"},
 					&cli.StringFlag{Name: "data-dir", Usage: "the new member's data folder (default ./cfgnode-data-NAME)"},
+					&cli.StringFlag{Name: "credential-file", Usage: "where to write the new member's etcd credential (mode 0600; default ./NAME.etcd-credential): copy it to the new node's machine"},
 					&cli.DurationFlag{Name: "retry-for", Value: 30 * time.Second, Usage: "how long to retry while the cluster settles after a start"},
 				},
 				Action: func(c *cli.Context) error {
@@ -95,6 +97,13 @@ func memberCommand() *cli.Command {
 						return err
 					}
 					name, peer := c.Args().Get(0), c.Args().Get(1)
+					credFile := c.String("credential-file")
+					if credFile == "" {
+						credFile = "./" + name + ".etcd-credential"
+					}
+					if _, err := os.Stat(credFile); err == nil {
+						return fmt.Errorf("%s exists: remove it, or give --credential-file", credFile)
+					}
 					req := api.MemberAddRequest{Name: name, PeerURL: peer}
 					cl := client(c)
 					deadline := time.Now().Add(c.Duration("retry-for"))
@@ -113,9 +122,15 @@ func memberCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					start := startCommand(c, name, peer, m)
+					// The password is shown nowhere: it goes to a file only its
+					// owner may read, which the new node is started with.
+					if err := (auth.EtcdCredential{User: m.EtcdUser, Password: m.EtcdPassword}).Write(credFile); err != nil {
+						return fmt.Errorf("member %s added, but its etcd credential could not be written (remove the member and add it again): %w", name, err)
+					}
+					m.EtcdPassword = ""
+					start := startCommand(c, name, peer, m) + " --etcd-credential-file " + credFile
 					return show(c, m, func(t *table) {
-						t.note("added %s (%s) as a learner; start it with:", m.Member.Name, m.Member.ID)
+						t.note("added %s (%s) as a learner; its etcd credential is in %s; start it with:", m.Member.Name, m.Member.ID, credFile)
 						t.note("  %s", start)
 					})
 				},

@@ -38,7 +38,7 @@ func newApp() *cli.App {
 			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
-			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(),
+			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(), serviceAccountCommand(),
 			versionCommand(), completionCommand(),
 		},
 		Before: func(c *cli.Context) error {

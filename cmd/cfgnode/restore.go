@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/storage/backend"
+	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 )
 
@@ -41,6 +44,20 @@ func restoreCommand() *cli.Command {
 				SnapshotPath: c.String("from"), Name: c.String("name"), OutputDataDir: c.String("data-dir"),
 				PeerURLs: peers, InitialCluster: initial, InitialClusterToken: "etcd-cluster",
 			}); err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+			// The snapshot's etcd users are the old cluster's nodes: the
+			// restored members could not log in. etcd's auth goes off in
+			// the restored data; each node makes its user at its first
+			// start, and the last of them turns auth on again.
+			be := backend.NewDefaultBackend(zap.NewNop(), filepath.Join(c.String("data-dir"), "member", "snap", "db"))
+			ab := schema.NewAuthBackend(zap.NewNop(), be)
+			tx := ab.BatchTx()
+			tx.Lock()
+			tx.UnsafeSaveAuthEnabled(false)
+			tx.Unlock()
+			ab.ForceCommit()
+			if err := be.Close(); err != nil {
 				return fmt.Errorf("restore: %w", err)
 			}
 			fmt.Fprintf(os.Stdout, "restored %s into %s: start cfgnode --data-dir %s --name %s\n",

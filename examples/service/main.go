@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"cfgcluster/adapters"
+	"cfgcluster/auth"
 	"cfgcluster/kv"
 	"cfgcluster/leases"
 	"cfgcluster/schema"
@@ -39,6 +40,7 @@ func run() error {
 		own       = flag.String("schema", "", "the service's own schema file (default: the cluster's)")
 		snapshot  = flag.String("snapshot", "", "last-known snapshot file")
 		ttl       = flag.Int("ttl", 10, "instance registration TTL, seconds")
+		credFile  = flag.String("etcd-credential", "", "the service account's etcd credential file (cfgadm service-account create NAME --out FILE)")
 	)
 	flag.Parse()
 	log, _ := zap.NewProduction()
@@ -46,8 +48,16 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
-		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cc := clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if *credFile != "" { // etcd refuses anonymous clients: log in as the service's account
+		cred, err := auth.ReadEtcdCredential(*credFile)
+		if err != nil {
+			return err
+		}
+		cc = cred.Config(cc)
+	}
+	etcd, err := clientv3.New(cc)
 	if err != nil {
 		return err
 	}
