@@ -2,22 +2,29 @@
 # Runs a local cfgcluster on loopback: 3 or 5 cfgnode members, each with its
 # etcd data and log under one folder (default ./cluster).
 #
-#   scripts/cluster.sh up [-n 3|5] [-d DIR]     build, start, wait until ready
-#   scripts/cluster.sh status [-d DIR]          cfgadm cluster status
-#   scripts/cluster.sh down [-d DIR]            stop every member (SIGTERM)
+#   scripts/cluster.sh up [-n 3|5] [-d DIR] [--tls]   build, start, wait until ready
+#   scripts/cluster.sh status [-d DIR]                cfgadm cluster status
+#   scripts/cluster.sh down [-d DIR]                  stop every member (SIGTERM)
 #
 # Member i listens on 127.0.0.1: API 7380+i, etcd client 2379+10i, peer 2380+10i.
+# With --tls every hop is TLS with client certificates: the API, etcd's client
+# port and its peers, with a development CA and certificates that cfgnode certs
+# makes in DIR/certs; cfgadm's context for m0 trusts the CA and presents m0's
+# certificate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd=${1:-}
 shift || true
 n=3
 dir=./cluster
-while getopts "n:d:" o; do
-  case $o in
-  n) n=$OPTARG ;;
-  d) dir=$OPTARG ;;
-  *) echo "usage: $0 up|down|status [-n 3|5] [-d DIR]" >&2; exit 2 ;;
+tls=""
+usage() { echo "usage: $0 up|down|status [-n 3|5] [-d DIR] [--tls]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case $1 in
+  -n) [ $# -ge 2 ] || usage; n=$2; shift 2 ;;
+  -d) [ $# -ge 2 ] || usage; dir=$2; shift 2 ;;
+  --tls | -tls) tls=1; shift ;;
+  *) usage ;;
   esac
 done
 case $n in 1|3|5) ;; *) echo "-n must be 1, 3 or 5" >&2; exit 2 ;; esac
@@ -39,27 +46,41 @@ up() {
       fi
     done
   done
+  dir=$(cd "$dir" && pwd) # cfgadm's context names the certificates by absolute path
+  local scheme=http certs="$dir/certs"
+  if [ -n "$tls" ]; then
+    scheme=https
+    if ! [ -f "$certs/ca.pem" ]; then
+      bin/cfgnode certs --dir "$certs" --names "$(seq -s, -f 'm%g' 0 $((n - 1)))" >/dev/null
+    fi
+  fi
   local initial=""
   for ((i = 0; i < n; i++)); do
-    initial+="${initial:+,}m$i=http://127.0.0.1:$((2380 + 10 * i))"
+    initial+="${initial:+,}m$i=$scheme://127.0.0.1:$((2380 + 10 * i))"
   done
   for ((i = 0; i < n; i++)); do
     if [ -f "$dir/m$i.pid" ] && kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null; then
       echo "m$i is running already"; continue
     fi
+    local tlsflags=()
+    if [ -n "$tls" ]; then
+      tlsflags=(--cert-file "$certs/m$i.pem" --key-file "$certs/m$i-key.pem" --trusted-ca-file "$certs/ca.pem" --client-cert-auth
+        --peer-cert-file "$certs/m$i.pem" --peer-key-file "$certs/m$i-key.pem" --peer-trusted-ca-file "$certs/ca.pem" --peer-client-cert-auth)
+    fi
     bin/cfgnode --name "m$i" --data-dir "$dir/m$i" \
-      --listen-client-urls "http://127.0.0.1:$((2379 + 10 * i))" \
-      --listen-peer-urls "http://127.0.0.1:$((2380 + 10 * i))" \
+      --listen-client-urls "$scheme://127.0.0.1:$((2379 + 10 * i))" \
+      --listen-peer-urls "$scheme://127.0.0.1:$((2380 + 10 * i))" \
       --initial-cluster "$initial" --api-addr "127.0.0.1:$((7380 + i))" \
-      --schema examples/schema.yaml >>"$dir/m$i.log" 2>&1 &
+      "${tlsflags[@]}" --schema examples/schema.yaml >>"$dir/m$i.log" 2>&1 &
     echo $! >"$dir/m$i.pid"
   done
   # Ready means: this member's own node answers ready, under its name.
   for ((i = 0; i < n; i++)); do
-    local url="http://127.0.0.1:$((7380 + i))" ok=""
+    local url="$scheme://127.0.0.1:$((7380 + i))" ok="" curlflags=()
+    [ -n "$tls" ] && curlflags=(--cacert "$certs/ca.pem" --cert "$certs/m$i.pem" --key "$certs/m$i-key.pem")
     for _ in $(seq 1 300); do
-      if curl -fsS "$url/readyz" >/dev/null 2>&1 && [ -f "$dir/m$i/admin.token" ] &&
-        curl -fsS -H "Authorization: Bearer $(cat "$dir/m$i/admin.token")" "$url/v1/version" 2>/dev/null | grep -q "\"name\":\"m$i\""; then
+      if curl -fsS "${curlflags[@]}" "$url/readyz" >/dev/null 2>&1 && [ -f "$dir/m$i/admin.token" ] &&
+        curl -fsS "${curlflags[@]}" -H "Authorization: Bearer $(cat "$dir/m$i/admin.token")" "$url/v1/version" 2>/dev/null | grep -q "\"name\":\"m$i\""; then
         ok=1; break
       fi
       kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null || break
@@ -71,7 +92,7 @@ up() {
       exit 1
     fi
   done
-  echo "cluster of $n up: cfgadm's context m0 (the current one) reaches it; logs, data and admin tokens in $dir"
+  echo "cluster of $n up${tls:+ with TLS on every hop (CA: $certs/ca.pem)}: cfgadm's context m0 (the current one) reaches it; logs, data and admin tokens in $dir"
 }
 
 down() {
@@ -87,6 +108,6 @@ down() {
 case $cmd in
 up) up ;;
 down) down ;;
-status) bin/cfgadm --endpoint http://127.0.0.1:7380 cluster status ;;
-*) echo "usage: $0 up|down|status [-n 3|5] [-d DIR]" >&2; exit 2 ;;
+status) bin/cfgadm --context m0 cluster status ;;
+*) usage ;;
 esac
