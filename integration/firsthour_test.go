@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
 )
@@ -149,6 +150,42 @@ func TestClusterScriptRefusesTakenPorts(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "port 7380 (member m0) is in use") || strings.Contains(string(out), "up:") {
 		t.Fatalf("cluster.sh with 7380 taken: %v\n%s", err, out)
+	}
+}
+
+// scripts/cluster.sh up --tls runs three members with TLS on every hop, and
+// cfgadm reaches them through the context m0 wrote (the CA, a certificate).
+func TestClusterScriptTLS(t *testing.T) {
+	root, dir := copyRepo(t), t.TempDir()
+	env := append(os.Environ(), "CFGADM_CONFIG="+filepath.Join(dir, "cfgadm.yaml"))
+	run := func(name string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctxT(t), name, args...)
+		cmd.Dir, cmd.Env = root, env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { run("scripts/cluster.sh", "down", "-d", dir) })
+	if out, err := run("scripts/cluster.sh", "up", "--tls", "-d", dir); err != nil || !strings.Contains(out, "with TLS on every hop") {
+		t.Fatalf("cluster.sh up --tls: %v\n%s", err, out)
+	}
+	if out, err := run("bin/cfgadm", "set", "log.level", "warn"); err != nil {
+		t.Fatalf("cfgadm over TLS: %v\n%s", err, out)
+	}
+	if out, err := run("bin/cfgadm", "--context", "m0", "cluster", "status"); err != nil || strings.Count(out, "https://127.0.0.1:") != 3 {
+		t.Fatalf("cluster status: %v\n%s", err, out)
+	}
+	if out, err := etcdctl(t, "http://127.0.0.1:2389", "", "get", "x"); err == nil {
+		t.Fatalf("m1's etcd port speaks plain gRPC: %s", out)
+	}
+	certs := filepath.Join(dir, "certs")
+	cred, err := auth.ReadEtcdCredential(filepath.Join(dir, "m2", "etcd.credential"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := etcdctl(t, "https://127.0.0.1:2399", cred.User+":"+cred.Password, "--cacert", filepath.Join(certs, "ca.pem"),
+		"--cert", filepath.Join(certs, "m2.pem"), "--key", filepath.Join(certs, "m2-key.pem"), "get", "--print-value-only",
+		"/cfgcluster/v1/values/log.level"); err != nil || !strings.Contains(out, "warn") {
+		t.Fatalf("etcdctl over TLS: %v\n%s", err, out)
 	}
 }
 
