@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"cfgcluster/auth"
 	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
 )
@@ -18,10 +22,12 @@ import (
 // with its audit record, in one transaction) with a raw etcd Put on the same
 // member, with 1 and 16 concurrent writers. Each writer has its own keys, so
 // writers do not conflict. It reports p50 and p99 latency and writes/s.
+// Then it turns etcd's auth on and runs both again, through a client logged
+// in as a user with etcd's root role (as a node is): etcd=auth.
 //
 //	go test ./kv -run '^$' -bench BenchmarkWrite -benchtime 2000x
 func BenchmarkWrite(b *testing.B) {
-	_, c := etcdtest.Start(b)
+	m, c := etcdtest.Start(b)
 	s := kv.New(c)
 	const maxWriters = 16
 	var doc strings.Builder
@@ -36,22 +42,42 @@ func BenchmarkWrite(b *testing.B) {
 	if _, err := s.SetSchema(context.Background(), kv.Meta{}, []byte(doc.String())); err != nil {
 		b.Fatal(err)
 	}
-	for _, writers := range []int{1, 16} {
-		b.Run(fmt.Sprintf("raw-put/writers=%d", writers), func(b *testing.B) {
-			runWriters(b, writers, func(ctx context.Context, w, i int) error {
-				_, err := c.Put(ctx, fmt.Sprintf("/raw/w%d", w), fmt.Sprintf(`{"v":"%dm"}`, 1+i%50))
-				return err
+	run := func(etcdAuth string, c *clientv3.Client, s *kv.Store) {
+		for _, writers := range []int{1, 16} {
+			b.Run(fmt.Sprintf("etcd=%s/raw-put/writers=%d", etcdAuth, writers), func(b *testing.B) {
+				runWriters(b, writers, func(ctx context.Context, w, i int) error {
+					_, err := c.Put(ctx, fmt.Sprintf("/raw/w%d", w), fmt.Sprintf(`{"v":"%dm"}`, 1+i%50))
+					return err
+				})
 			})
-		})
-		b.Run(fmt.Sprintf("validated/writers=%d", writers), func(b *testing.B) {
-			runWriters(b, writers, func(ctx context.Context, w, i int) error {
-				v := fmt.Sprintf("%dm", 1+i%50)
-				_, err := s.Apply(ctx, kv.Meta{Actor: "bench", Action: kv.ActionSet},
-					[]kv.Write{{Key: fmt.Sprintf("w%d.idle", w), Text: &v}})
-				return err
+			b.Run(fmt.Sprintf("etcd=%s/validated/writers=%d", etcdAuth, writers), func(b *testing.B) {
+				runWriters(b, writers, func(ctx context.Context, w, i int) error {
+					v := fmt.Sprintf("%dm", 1+i%50)
+					_, err := s.Apply(ctx, kv.Meta{Actor: "bench", Action: kv.ActionSet},
+						[]kv.Write{{Key: fmt.Sprintf("w%d.idle", w), Text: &v}})
+					return err
+				})
 			})
-		})
+		}
 	}
+	run("open", c, s)
+	ctx := context.Background()
+	cred := auth.NewEtcdCredential("bench")
+	if err := auth.EnsureEtcdRoot(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	if err := auth.PutEtcdUser(ctx, c, cred, "root"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.AuthEnable(ctx); err != nil {
+		b.Fatal(err)
+	}
+	ac, err := clientv3.New(cred.Config(clientv3.Config{Endpoints: []string{m.Endpoint}, Logger: zap.NewNop()}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ac.Close()
+	run("auth", ac, kv.New(ac))
 }
 
 // runWriters runs b.N operations spread over writers goroutines, each with

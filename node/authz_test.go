@@ -19,7 +19,7 @@ import (
 	"cfgcluster/etcdtest"
 )
 
-func startAuthNode(t *testing.T, opts ...func(*Config)) (*Node, *api.Client) {
+func startAuthNode(t testing.TB, opts ...func(*Config)) (*Node, *api.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
