@@ -332,3 +332,20 @@ func withToken(n *Node, method, token string) *http.Request {
 	req.Header.Set("Authorization", "Bearer "+token)
 	return req
 }
+
+// A token made by another cluster is refused, though its name (each node's
+// bootstrap token is admin-NAME) exists here too: only its hash would match.
+func TestTokenOfAnotherCluster(t *testing.T) {
+	_, a := startAuthNode(t)
+	b, own := startAuthNode(t)
+	if !strings.HasPrefix(a.Token, "cfgt1_admin-default_") || !strings.HasPrefix(own.Token, "cfgt1_admin-default_") {
+		t.Fatalf("bootstrap tokens %q… and %q…", a.Token[:20], own.Token[:20])
+	}
+	status, body := call(t, b, "GET", "/v1/keys/site.banner", a.Token)
+	if status != 401 || !strings.Contains(body, "unknown or revoked") || strings.Contains(body, a.Token) {
+		t.Fatalf("another cluster's token: %d %s", status, body)
+	}
+	if status, _ := call(t, b, "GET", "/v1/keys/site.banner", own.Token); status != 200 {
+		t.Fatalf("this cluster's token: %d", status)
+	}
+}
