@@ -3,8 +3,11 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
@@ -63,11 +67,17 @@ func (s *Store) WaitReady(ctx context.Context) error {
 }
 
 // follow lists the auth range, then watches it from the next revision; it
-// lists again after any watch failure (a compaction among them).
+// lists again after any watch failure (a compaction among them). A watch
+// that goes quiet is not trusted: every second the store asks etcd for a
+// progress notice on it, and a watch that answered nothing (no event, no
+// notice) for watchSilence is replaced, on a gRPC stream of its own. etcd's
+// watches with auth on have been seen to stall for good (etcd issues 12385
+// and 16112); revocations must still reach every node within a second or
+// so.
 func (s *Store) follow(ctx context.Context) {
 	defer close(s.done)
 	once := sync.Once{}
-	for ctx.Err() == nil {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if err := s.list(ctx); err != nil {
 			s.log.Warn("reading tokens and roles", zap.Error(err))
 			sleep(ctx, time.Second)
@@ -77,20 +87,55 @@ func (s *Store) follow(ctx context.Context) {
 		s.mu.RLock()
 		from := s.rev + 1
 		s.mu.RUnlock()
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for resp := range s.etcd.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
-			if resp.Err() != nil {
-				break
+		// Its own metadata puts the watch on a gRPC stream of its own: a
+		// replacement never joins a stalled stream.
+		wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+			"cfgcluster-auth-watch", strconv.Itoa(attempt)))
+		if err := s.watch(wctx, from); err != nil && ctx.Err() == nil {
+			s.log.Warn("the watch of tokens and roles stopped; listing them again", zap.Error(err))
+		}
+		cancel()
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// watchSilence is how long a watch of the auth range may answer nothing,
+// though asked for progress every second, before it is replaced.
+const watchSilence = 3 * time.Second
+
+// watch applies the auth range's changes from revision from until the watch
+// fails or goes silent.
+func (s *Store) watch(ctx context.Context, from int64) error {
+	ch := s.etcd.Watch(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	heard := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if time.Since(heard) > watchSilence {
+				return fmt.Errorf("no answer for %v", time.Since(heard).Round(time.Millisecond))
 			}
+			s.etcd.RequestProgress(ctx) // answered on this watch's stream; a failure shows as silence
+		case resp, ok := <-ch:
+			if !ok {
+				return errors.New("closed")
+			}
+			if err := resp.Err(); err != nil {
+				return err
+			}
+			heard = time.Now()
 			s.mu.Lock()
 			for _, ev := range resp.Events {
-				s.applyLocked(ev.Kv, ev.Type == clientv3.EventTypeDelete)
+				if ev.Kv.ModRevision > s.rev { // a list may have read past it
+					s.applyLocked(ev.Kv, ev.Type == clientv3.EventTypeDelete)
+				}
 			}
 			s.rev = max(s.rev, resp.Header.Revision)
 			s.mu.Unlock()
 		}
-		cancel()
-		sleep(ctx, 100*time.Millisecond)
 	}
 }
 
@@ -110,6 +155,9 @@ func (s *Store) list(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if resp.Header.Revision < s.rev {
+		return nil // the watch is past this read already
+	}
 	s.tokens, s.roles = map[string]*Token{}, map[string]Role{}
 	for _, kv := range resp.Kvs {
 		s.applyLocked(kv, false)
@@ -325,5 +373,10 @@ func (s *Store) waitFor(ctx context.Context, rev int64) {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	// The watch lags: read the range now, so what this node wrote works
+	// on it when the write answers.
+	if err := s.list(ctx); err != nil {
+		s.log.Warn("reading tokens and roles after a change", zap.Error(err))
 	}
 }
