@@ -120,13 +120,15 @@ func TestNodeFirstStart(t *testing.T) {
 	line := strings.Join([]string{bin, "--data-dir", t.TempDir(), "--api-addr", api, "--listen-client-urls", "http://" + etcdtest.FreeAddr(t),
 		"--listen-peer-urls", "http://" + etcdtest.FreeAddr(t), "--schema", schema}, " ")
 	cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
+	cmd.Env = append(os.Environ(), "CFGADM_CONFIG="+filepath.Join(t.TempDir(), "cfgadm.yaml")) // not the user's own
 	var buf syncBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitFor(t, "the banner", 60*time.Second, func() bool { return strings.Contains(buf.String(), "Next, in another shell") })
+	// The banner's last line: what is read below has been written by then.
+	waitFor(t, "the banner", 60*time.Second, func() bool { return strings.Contains(buf.String(), "cfgadm --endpoint http://"+api+" list") })
 	s := buf.String()
 	if !strings.Contains(s, "API:          http://"+api) || !strings.Contains(s, "cfgadm --endpoint http://"+api+" list") ||
 		!strings.Contains(s, "INFO") || strings.Contains(s, `{"level"`) {
