@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -14,7 +15,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		roles: map[string]Role{}, now: time.Now}
 	b.ReportAllocs()
 	for b.Loop() {
-		p, err := s.Authenticate(tok)
+		p, err := s.Authenticate(context.Background(), tok)
 		if err != nil || !p.Can(Write, "billing.limits") {
 			b.Fatal(err)
 		}

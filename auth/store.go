@@ -197,8 +197,10 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) {
 	}
 }
 
-// Authenticate returns the principal of a presented token.
-func (s *Store) Authenticate(token string) (*Principal, error) {
+// Authenticate returns the principal of a presented token. A name this
+// node does not know is read from etcd: a token made through another node
+// a moment ago works here before this node's watch brings it.
+func (s *Store) Authenticate(ctx context.Context, token string) (*Principal, error) {
 	if token == "" {
 		return nil, unauthenticated("no credential: send Authorization: Bearer TOKEN (or X-API-Key: TOKEN)")
 	}
@@ -207,8 +209,11 @@ func (s *Store) Authenticate(token string) (*Principal, error) {
 		return nil, err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	t, ok := s.tokens[name]
+	s.mu.RUnlock()
+	if !ok {
+		t, ok = s.fetch(ctx, name)
+	}
 	if !ok {
 		// Hash anyway: an unknown name takes as long as a wrong secret.
 		(&Token{Hash: strings.Repeat("0", 64)}).check(secret, s.now())
@@ -217,7 +222,36 @@ func (s *Store) Authenticate(token string) (*Principal, error) {
 	if err := t.check(secret, s.now()); err != nil {
 		return nil, err
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return t.principal(s.role), nil
+}
+
+// fetch reads the token name from etcd, for a name the watch has not
+// brought. It keeps what it read only if the watch is behind that read: a
+// revocation after it then still comes through the watch.
+func (s *Store) fetch(ctx context.Context, name string) (*Token, bool) {
+	if s.etcd == nil { // a store made for a test, with no etcd
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err := s.etcd.Get(ctx, s.prefix+"tokens/"+name)
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, false
+	}
+	var t Token
+	if json.Unmarshal(resp.Kvs[0].Value, &t) != nil {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp.Header.Revision <= s.rev { // the watch has seen as far: it decides
+		cur, ok := s.tokens[name]
+		return cur, ok
+	}
+	s.tokens[name] = &t
+	return &t, true
 }
 
 // role resolves a role name: built-in or stored. Called with mu held.

@@ -37,7 +37,7 @@ func BenchmarkAuthCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	token := c.Token
-	who, err := n.auth.Authenticate(token)
+	who, err := n.auth.Authenticate(ctx, token)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (n *Node) authorize(p policy, r *http.Request) (*http.Request, error) {
 	if err := n.limits.failuresLeft(r); err != nil {
 		return r, err
 	}
-	who, err := n.auth.Authenticate(bearer(r))
+	who, err := n.auth.Authenticate(r.Context(), bearer(r))
 	if err != nil {
 		n.limits.failed(r)
 		return r, err
