@@ -13,7 +13,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/api"
-	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
 )
@@ -61,14 +60,8 @@ func TestClusterAdministration(t *testing.T) {
 	if res.EtcdUser != "cfgnode.n3" || res.EtcdPassword == "" {
 		t.Fatalf("member add made no etcd credential: %+v", res)
 	}
-	credFile := filepath.Join(t.TempDir(), "n3.etcd-credential")
-	if err := (auth.EtcdCredential{User: res.EtcdUser, Password: res.EtcdPassword}).Write(credFile); err != nil {
-		t.Fatal(err)
-	}
 	joiner := newNode(t, "n3", peer)
-	joiner.Args = append(joiner.Args, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--advertise-client-urls", joiner.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing",
-		"--etcd-credential-file", credFile)
+	joiner.Join(res)
 	joiner.Start()
 	waitFor(t, "the learner's promotion", 30*time.Second, func() bool {
 		st, err := n.API().Cluster(ctx)

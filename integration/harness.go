@@ -221,6 +221,19 @@ func (n *Node) Token() string {
 	return strings.TrimSpace(string(b))
 }
 
+// Join sets the flags of a new node (not started yet) that joins the
+// cluster a member add (res) added it to, with the etcd credential made
+// for it.
+func (n *Node) Join(res *api.MemberAdded) {
+	credFile := filepath.Join(n.t.TempDir(), n.Name+".etcd-credential")
+	if err := (auth.EtcdCredential{User: res.EtcdUser, Password: res.EtcdPassword}).Write(credFile); err != nil {
+		n.t.Fatal(err)
+	}
+	n.Args = append(n.Args, "--listen-peer-urls", n.Peer, "--initial-advertise-peer-urls", n.Peer,
+		"--advertise-client-urls", n.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing",
+		"--etcd-credential-file", credFile)
+}
+
 // MakeCerts makes a development CA and a certificate for each named node
 // with cfgnode certs, and returns their folder.
 func MakeCerts(t testing.TB, names ...string) string {

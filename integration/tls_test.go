@@ -52,14 +52,8 @@ func TestTLSMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	credFile := filepath.Join(t.TempDir(), "intruder.etcd-credential")
-	if err := (auth.EtcdCredential{User: res.EtcdUser, Password: res.EtcdPassword}).Write(credFile); err != nil {
-		t.Fatal(err)
-	}
 	joiner := newNode(t, "intruder", peer)
-	joiner.Args = append(joiner.Args, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--advertise-client-urls", joiner.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing",
-		"--etcd-credential-file", credFile)
+	joiner.Join(res)
 	// Its certificate is another CA's; it trusts the cluster's, so only the
 	// cluster's check of its peers' certificates keeps it out.
 	joiner.UseTLS(MakeCerts(t, "intruder"))
