@@ -158,8 +158,15 @@ func (s *Store) CreateServiceAccount(ctx context.Context, meta kv.Meta, name str
 			return EtcdCredential{}, nil, etcdAuthError(err)
 		}
 	}
+	// Never an existing etcd user: its password would change, and it would
+	// gain the role (in external mode, the operator's users are there too).
 	cred := NewEtcdCredential(name)
-	if err := PutEtcdUser(ctx, s.etcd, cred, role); err != nil {
+	if _, err := s.etcd.UserAdd(ctx, cred.User, cred.Password); errors.Is(err, rpctypes.ErrUserAlreadyExist) {
+		return EtcdCredential{}, nil, cfgerr.Errorf(cfgerr.Conflict, "", "name", "etcd has a user named %q already, not a service account: pick another name", name)
+	} else if err != nil {
+		return EtcdCredential{}, nil, etcdAuthError(err)
+	}
+	if _, err := s.etcd.UserGrantRole(ctx, cred.User, role); err != nil {
 		return EtcdCredential{}, nil, etcdAuthError(err)
 	}
 	sa := &ServiceAccount{Name: name, Role: role, Created: s.now().UTC(), Creator: meta.Actor}

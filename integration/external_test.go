@@ -146,6 +146,14 @@ func TestExternalEtcd(t *testing.T) {
 	if _, e, code := scoped.Adm(ctx, "service-account", "create", "billing"); code != 6 || !strings.Contains(e, "root role") {
 		t.Fatalf("service-account create with a node that is not etcd's root: exit %d %s", code, e)
 	}
+	// Through a node that is etcd's root, a service account never takes
+	// over an etcd user the operator made (its password would change).
+	if _, e, code := n.Adm(ctx, "service-account", "create", "cfgnode"); code != 4 || !strings.Contains(e, `etcd has a user named "cfgnode" already`) {
+		t.Fatalf("a service account named as an existing etcd user: exit %d %s", code, e)
+	}
+	if _, e, code := scoped.Adm(ctx, "set", "log.level", "error"); code != 0 {
+		t.Fatalf("the node whose etcd user has that name: %s", e)
+	}
 }
 
 // cfgnode in external mode over TLS with client certificates, against
