@@ -20,6 +20,7 @@ var (
 	chaosKeep   = flag.String("chaos.keep", "", "folder where failed rounds keep their history and data")
 	chaosSeed   = flag.Uint64("chaos.seed", 0, "random seed (0: from the clock)")
 	chaosNetns  = flag.Bool("chaos.netns", false, "members in network namespaces, and the faults only they allow (needs root)")
+	chaosFor    = flag.Duration("chaos.for", 0, "start no round after this long, and end with the summary of those run (0: every round)")
 )
 
 // recoveryBudget is how soon after a single-member fault writes through a
@@ -89,7 +90,12 @@ func runChaos(t *testing.T, cl *Cluster, seed uint64, faults []string, rounds in
 	obs := cl.Observe(t)
 	total, perFault := &tally{}, map[string]*tally{}
 	var failed []int
+	began := time.Now()
 	for round := 1; round <= rounds; round++ {
+		if *chaosFor > 0 && time.Since(began) > *chaosFor {
+			t.Logf("-chaos.for %v is up: %d of %d rounds run", *chaosFor, round-1, rounds)
+			break
+		}
 		fault := pick(round)
 		hold := time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 		started := time.Now()

@@ -15,20 +15,25 @@
 # with a summary by fault: rounds, operations, acknowledged, lost,
 # linearizable, watch violations, recovery p50/p99/max, seed and commit.
 #
-#   scripts/chaos.sh [-rounds N] [-keep DIR] [-seed S] [-netns]
+# With -for DURATION (Go's: 90m) it starts no round after that long, and
+# ends with the summary of the rounds it ran: an unattended soak in bounded
+# time.
+#
+#   scripts/chaos.sh [-rounds N] [-for DURATION] [-keep DIR] [-seed S] [-netns]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=20 keep=./chaos-failed seed=0 netns=false
+rounds=20 keep=./chaos-failed seed=0 netns=false duration=0
 while [ $# -gt 0 ]; do
   case $1 in
   -rounds) rounds=$2; shift 2 ;;
   -keep) keep=$2; shift 2 ;;
   -seed) seed=$2; shift 2 ;;
   -netns) netns=true; shift ;;
-  *) echo "usage: $0 [-rounds N] [-keep DIR] [-seed S] [-netns]" >&2; exit 2 ;;
+  -for) duration=$2; shift 2 ;;
+  *) echo "usage: $0 [-rounds N] [-for DURATION] [-keep DIR] [-seed S] [-netns]" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$keep"
 keep=$(cd "$keep" && pwd)
 go test ./integration -run '^TestChaos$' -count=1 -v -timeout "$((rounds * 30 + 300))s" \
-  -args -chaos.rounds "$rounds" -chaos.keep "$keep" -chaos.seed "$seed" -chaos.netns="$netns" | grep -E '^(chaos:|  |--- |ok|FAIL|\s+chaos_test.go)'
+  -args -chaos.rounds "$rounds" -chaos.keep "$keep" -chaos.seed "$seed" -chaos.netns="$netns" -chaos.for "$duration" | grep --line-buffered -E '^(chaos:|  |--- |ok|FAIL|\s+chaos_test.go)'
