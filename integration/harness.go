@@ -165,6 +165,9 @@ func (n *Node) Launch() {
 	// The node adds a context for itself to cfgadm's config file: the
 	// test's own, never the user's.
 	n.cmd.Env = append(os.Environ(), "CFGADM_CONFIG="+n.AdmConfig())
+	// A test process that is killed (a soak stopped with Ctrl-C) runs no
+	// cleanup: the kernel then kills its nodes, which would otherwise run on.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
@@ -451,6 +454,7 @@ func StartService(t testing.TB, n *Node, service string, args ...string) *Servic
 	s.cmd = exec.Command(filepath.Join(Binaries(t), "service"), append([]string{"--service", service,
 		"--etcd-endpoints", n.Client, "--etcd-credential", n.ServiceAccount(service), "--http-addr", s.Addr}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // as for nodes
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
