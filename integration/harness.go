@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -342,6 +343,53 @@ func (n *Node) Slow() (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// StallDisk delays every fsync and fdatasync of the node by delay (strace
+// injects it, as a stalling disk would; the process is traced until stop),
+// and returns a func that ends the stall and reports how many syncs it
+// delayed.
+func (n *Node) StallDisk(delay time.Duration) (stop func() int) {
+	n.t.Helper()
+	trace := filepath.Join(n.t.TempDir(), "strace.log")
+	pid := n.cmd.Process.Pid
+	cmd := exec.Command("strace", "-f", "-qq", "-o", trace, "-p", strconv.Itoa(pid), "-e", "trace=fsync,fdatasync",
+		"-e", fmt.Sprintf("inject=fsync,fdatasync:delay_enter=%dus", delay.Microseconds()))
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("strace (Debian's strace; scripts/test.sh installs it): %v", err)
+	}
+	// Traced once the kernel names a tracer for the process.
+	deadline := time.Now().Add(5 * time.Second)
+	for !traced(pid) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			n.t.Fatalf("strace did not attach to %s: %s", n.Name, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return func() int {
+		cmd.Process.Signal(syscall.SIGINT) // detaches: the process runs on, untraced
+		cmd.Wait()
+		b, _ := os.ReadFile(trace)
+		return strings.Count(string(b), "(DELAYED)")
+	}
+}
+
+// traced reports whether a process has a tracer (/proc/PID/status).
+func traced(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			return strings.TrimSpace(v) != "0"
+		}
+	}
+	return false
 }
 
 // Pause stops the process (SIGSTOP): it keeps its sockets and answers nothing.
