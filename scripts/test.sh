@@ -10,26 +10,26 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 # The external-mode tests run Debian's etcd 3.4 (package etcd-server), as
-# operators who bring their own etcd do, and the etcd-auth tests check what
-# a service account may do with Debian's etcdctl (etcd-client). Install
-# them once, saying so.
-if ! [ -x /usr/bin/etcd ] || ! [ -x /usr/bin/etcdctl ]; then
-  echo "scripts/test.sh: the tests need Debian's etcd-server and etcd-client (/usr/bin/etcd, /usr/bin/etcdctl); installing them with apt-get" >&2
+# operators who bring their own etcd do; the etcd-auth tests check what a
+# service account may do with Debian's etcdctl (etcd-client); the disk-stall
+# faults delay a member's fsyncs with strace. Install them once, saying so.
+if ! [ -x /usr/bin/etcd ] || ! [ -x /usr/bin/etcdctl ] || ! [ -x /usr/bin/strace ]; then
+  echo "scripts/test.sh: the tests need Debian's etcd-server, etcd-client and strace (/usr/bin/etcd, /usr/bin/etcdctl, /usr/bin/strace); installing them with apt-get" >&2
   sudo=""
   if [ "$(id -u)" != 0 ]; then
     if ! command -v sudo >/dev/null; then
-      echo "scripts/test.sh: not root and no sudo: install etcd-server and etcd-client yourself (apt-get install etcd-server etcd-client), then run this again" >&2
+      echo "scripts/test.sh: not root and no sudo: install them yourself (apt-get install etcd-server etcd-client strace), then run this again" >&2
       exit 1
     fi
     sudo="sudo"
     echo "scripts/test.sh: sudo will ask for your password" >&2
   fi
   if ! command -v apt-get >/dev/null; then
-    echo "scripts/test.sh: no apt-get: install etcd 3.4 so that /usr/bin/etcd and /usr/bin/etcdctl run it, then run this again" >&2
+    echo "scripts/test.sh: no apt-get: install etcd 3.4 (/usr/bin/etcd, /usr/bin/etcdctl) and strace, then run this again" >&2
     exit 1
   fi
   $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server etcd-client >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server etcd-client strace >/dev/null
   echo "scripts/test.sh: installed $(/usr/bin/etcd --version 2>/dev/null | head -1)" >&2
 fi
 for tool in curl git; do
