@@ -5,7 +5,8 @@
 # (root), each member runs in a network namespace of its own, and the
 # partitions are real: a member cut off from its peers both ways, one that
 # cannot send to them, one that cannot hear them, a leader cut from its
-# clients. Each round checks that no
+# clients. Both draw disk stalls (a member's fsyncs delayed 300 ms, by
+# strace). Each round checks that no
 # acknowledged write is lost, that the history is linearizable (porcupine),
 # that a watching client misses nothing, and that writes resumed within 2 s;
 # a failed round says which check failed, with its numbers, and keeps its
