@@ -115,3 +115,37 @@ func runWriters(b *testing.B, writers int, op func(ctx context.Context, w, i int
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
 }
+
+// BenchmarkPruneAudit prunes 500 records off an audit trail of one hot key
+// (every record changed it), at two trail sizes: what a record costs to
+// prune must not grow with the trail.
+//
+//	go test ./kv -run '^$' -bench BenchmarkPruneAudit -benchtime 1x
+func BenchmarkPruneAudit(b *testing.B) {
+	for _, size := range []int{1500, 6000} {
+		b.Run(fmt.Sprintf("trail=%d", size), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				_, c := etcdtest.Start(b)
+				s := kv.New(c)
+				ctx := context.Background()
+				if _, err := s.SetSchema(ctx, kv.Meta{}, []byte("keys:\n  hot: {type: int, default: 0}\n")); err != nil {
+					b.Fatal(err)
+				}
+				for i := range size {
+					v := fmt.Sprint(i)
+					if _, err := s.Apply(ctx, kv.Meta{Actor: "bench", Action: kv.ActionSet}, []kv.Write{{Key: "hot", Text: &v}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				t0 := time.Now()
+				n, err := s.PruneAudit(ctx, kv.Retention{MaxRecords: size + 1 - 500})
+				if err != nil || n != 500 {
+					b.Fatalf("pruned %d: %v", n, err)
+				}
+				b.ReportMetric(float64(time.Since(t0).Microseconds())/float64(n), "µs/record")
+			}
+		})
+	}
+}

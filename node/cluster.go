@@ -267,12 +267,22 @@ func (n *Node) promoteLearners(ctx context.Context) {
 }
 
 // pruneAudit keeps the audit trail within its retention: at start and every
-// PruneEvery. Every node prunes; deletions are idempotent.
+// PruneEvery. Of embedded members, only the leader's node prunes (the work
+// is done once; a new leader's node takes it up at its next tick); in
+// external mode every node does. Deletions are idempotent either way.
 func (n *Node) pruneAudit(ctx context.Context) {
 	defer n.bg.Done()
 	t := time.NewTicker(n.cfg.PruneEvery)
 	defer t.Stop()
 	for {
+		if n.etcd != nil && n.etcd.Server.Leader() != n.etcd.Server.MemberID() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				continue
+			}
+		}
 		pruned, err := n.store.PruneAudit(ctx, n.cfg.AuditRetention)
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("pruning the audit trail failed", zap.Error(err))

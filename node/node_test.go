@@ -15,6 +15,7 @@ import (
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
+	"cfgcluster/kv"
 	"cfgcluster/node"
 )
 
@@ -420,5 +421,38 @@ func TestMaintenanceRoutes(t *testing.T) {
 	}
 	if l, err := c.Instances(ctx, ""); err != nil || len(l.Instances) != 0 {
 		t.Fatalf("instances: %+v %v", l, err)
+	}
+}
+
+// The node keeps the audit trail within its retention by itself: with room
+// for 10 records, 40 changes leave at most 10 (plus what one prune tick has
+// not reached yet), the newest of them intact.
+func TestNodePrunesTheAuditTrail(t *testing.T) {
+	_, c := startNode(t, "../examples/schema.yaml", func(cfg *node.Config) {
+		cfg.AuditRetention = kv.Retention{MaxRecords: 10}
+		cfg.PruneEvery = 50 * time.Millisecond
+	})
+	ctx := context.Background()
+	for i := range 40 {
+		if _, err := c.Set(ctx, "taskqueue.max_workers", api.SetRequest{Value: i + 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, err := c.Audit(ctx, "", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Records) <= 10 {
+			if len(a.Records) == 0 || a.Records[0].Changes[0].New != float64(40) {
+				t.Fatalf("the newest record is gone: %+v", a.Records)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d audit records after 10 s, retention 10", len(a.Records))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
