@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -187,5 +188,13 @@ func TestServiceAccounts(t *testing.T) {
 	}
 	if !made || !deleted {
 		t.Fatalf("audit records of the service account: made %v, deleted %v", made, deleted)
+	}
+	// Neither password is in the node's log, nor in the audit trail.
+	log, _ := os.ReadFile(n.LogPath)
+	trail, _ := json.Marshal(a)
+	for _, secret := range []string{cred.Password, n.Etcd().Password} {
+		if strings.Contains(string(log), secret) || strings.Contains(string(trail), secret) {
+			t.Fatal("an etcd password in the node's log or the audit trail")
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/api"
+	"cfgcluster/auth"
 	"cfgcluster/etcdtest"
 )
 
@@ -145,6 +146,22 @@ func TestExternalEtcd(t *testing.T) {
 	}
 	if _, e, code := scoped.Adm(ctx, "service-account", "create", "billing"); code != 6 || !strings.Contains(e, "root role") {
 		t.Fatalf("service-account create with a node that is not etcd's root: exit %d %s", code, e)
+	}
+	// Through a node that is etcd's root, on etcd 3.4 with its defaults, a
+	// service account reads values and may not write them.
+	accountFile := filepath.Join(t.TempDir(), "billing.etcd-credential")
+	if _, e, code := n.Adm(ctx, "service-account", "create", "billing", "--out", accountFile); code != 0 {
+		t.Fatalf("service-account create on etcd 3.4: %s", e)
+	}
+	account, err := auth.ReadEtcdCredential(accountFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := etcdctl(t, endpoint, account.User+":"+account.Password, "get", "--print-value-only", "/cfgcluster/v1/values/log.level"); err != nil || !strings.Contains(out, "warn") {
+		t.Fatalf("a service account's read on etcd 3.4: %v %s", err, out)
+	}
+	if out, err := etcdctl(t, endpoint, account.User+":"+account.Password, "put", "/cfgcluster/v1/values/log.level", "raw"); err == nil || !strings.Contains(out, "permission denied") {
+		t.Fatalf("a service account's write on etcd 3.4: %v %s", err, out)
 	}
 	// Through a node that is etcd's root, a service account never takes
 	// over an etcd user the operator made (its password would change).

@@ -83,7 +83,7 @@ func (n *Node) startEtcd(ctx context.Context) error {
 	// etcd logs its listeners' "use of closed network connection" as errors
 	// on every clean Close: Close raises this level to silence them.
 	n.etcdLevel = zap.NewAtomicLevelAt(zap.WarnLevel)
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(n.log.Named("etcd").WithOptions(zap.IncreaseLevel(n.etcdLevel)))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(n.log.Named("etcd").WithOptions(zap.IncreaseLevel(n.etcdLevel), zap.WrapCore(redactTokens)))
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)

@@ -70,7 +70,7 @@ func flags() []cli.Flag {
 		flag("peer-cert-file", "", "TLS between etcd peers (https --listen-peer-urls): this member's certificate (PEM)"),
 		flag("peer-key-file", "", "the peer certificate's private key (PEM)"),
 		flag("peer-trusted-ca-file", "", "the CA that signed every member's peer certificate"),
-		boolFlag("peer-client-cert-auth", false, "peers must present a certificate signed by --peer-trusted-ca-file (a member with another CA's cannot join)"),
+		boolFlag("peer-client-cert-auth", false, "etcd's flag, accepted for its sake: peers must present a certificate signed by --peer-trusted-ca-file whenever that is given (a member with another CA's cannot join)"),
 		flag("schema", "", "schema file to apply at first start, when none is stored"),
 		flag("prefix", "/cfgcluster/", "etcd key prefix"),
 		flag("max-connections", "16384", "open API connections at once; more wait"),
