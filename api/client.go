@@ -118,6 +118,31 @@ func (c *Client) DeleteServiceAccount(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/service-accounts/"+url.PathEscape(name), nil, nil)
 }
 
+// EncryptionKeys lists the data keys and what each seals.
+func (c *Client) EncryptionKeys(ctx context.Context) (*EncryptionKeys, error) {
+	var k EncryptionKeys
+	return &k, c.do(ctx, http.MethodGet, "/v1/encryption-keys", nil, &k)
+}
+
+// RotateKey makes a new data key for a prefix: new values of its keys are
+// sealed with it.
+func (c *Client) RotateKey(ctx context.Context, req RotateKeyRequest) (*EncryptionKey, error) {
+	var k EncryptionKey
+	return &k, c.do(ctx, http.MethodPost, "/v1/encryption-keys", req, &k)
+}
+
+// ExportKeys returns the keyring file of a prefix's data keys, for a service.
+func (c *Client) ExportKeys(ctx context.Context, req ExportKeysRequest) ([]byte, error) {
+	var raw json.RawMessage
+	return raw, c.do(ctx, http.MethodPost, "/v1/encryption-keys/export", req, &raw)
+}
+
+// Reencrypt re-seals every value not sealed with the newest key for it.
+func (c *Client) Reencrypt(ctx context.Context, req ReencryptRequest) (*Reencrypted, error) {
+	var r Reencrypted
+	return &r, c.do(ctx, http.MethodPost, "/v1/encryption-keys/reencrypt", req, &r)
+}
+
 // Roles lists the built-in and custom roles.
 func (c *Client) Roles(ctx context.Context) (*RoleList, error) {
 	var l RoleList

@@ -405,6 +405,51 @@ type MemberAdded struct {
 	// node is started with them (cfgnode --etcd-credential-file).
 	EtcdUser     string `json:"etcd_user"`
 	EtcdPassword string `json:"etcd_password,omitempty"`
+	// Keyring is the cluster's encryption keyring file (its key-encryption
+	// keys): the new node is started with it (cfgnode --encryption-keyring).
+	Keyring []byte `json:"keyring,omitempty"`
+}
+
+// EncryptionKey is a data key that seals sensitive values: never its secret.
+type EncryptionKey struct {
+	ID      string    `json:"id"`
+	Prefix  string    `json:"prefix"` // the key names it seals; "" for every key
+	Created time.Time `json:"created"`
+	KEK     string    `json:"kek"`     // the key-encryption key that wraps it
+	Primary bool      `json:"primary"` // new values of its prefix are sealed with it
+	Values  int       `json:"values"`  // values sealed with it now
+}
+
+// EncryptionKeys answers GET /v1/encryption-keys: every data key, and how
+// many values of sensitive keys are not sealed yet (written before the key
+// became sensitive; cfgadm keys reencrypt seals them).
+type EncryptionKeys struct {
+	Keys  []EncryptionKey `json:"keys"`
+	Plain int             `json:"plain"`
+}
+
+// RotateKeyRequest is POST /v1/encryption-keys: a new data key for Prefix
+// ("" for every key name).
+type RotateKeyRequest struct {
+	Prefix  string `json:"prefix"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// ExportKeysRequest is POST /v1/encryption-keys/export: the data keys of
+// Prefix, as a keyring file for a service (watch.WithKeyring).
+type ExportKeysRequest struct {
+	Prefix  string `json:"prefix"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// ReencryptRequest is POST /v1/encryption-keys/reencrypt.
+type ReencryptRequest struct {
+	Comment string `json:"comment,omitempty"`
+}
+
+// Reencrypted answers POST /v1/encryption-keys/reencrypt.
+type Reencrypted struct {
+	Resealed int `json:"resealed"` // values re-sealed with the newest key for them
 }
 
 // DefragResult answers POST /v1/defrag: each member in turn.

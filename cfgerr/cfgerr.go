@@ -19,6 +19,7 @@ const (
 	Unauthenticated    Code = "unauthenticated"     // no valid credential: missing, malformed, unknown, expired or revoked
 	Forbidden          Code = "forbidden"           // the caller may not do this (a cross-origin write, a missing right)
 	TooMany            Code = "too_many_requests"   // over a limit on connections, streams or requests; retry later
+	Sealed             Code = "sealed"              // a sensitive value that this process holds no key to open, or that does not open
 	Internal           Code = "internal"            // a bug or corrupted state
 )
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"cfgcluster/api"
 	"cfgcluster/etcdtest"
+	"cfgcluster/seal"
 )
 
 // Config describes a cluster of cfgnode processes.
@@ -78,8 +80,14 @@ func NewCluster(t testing.TB, cfg Config) *Cluster {
 			initial[i] = strings.Replace(initial[i], "=http://", "=https://", 1)
 		}
 	}
+	// One encryption keyring for every node, as an operator gives them.
+	keyring := filepath.Join(t.TempDir(), "cluster.keyring")
+	ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	if err := seal.WriteKeyring(keyring, ring); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range cl.Nodes {
-		n.Args = append(n.Args, "--initial-cluster", strings.Join(initial, ","))
+		n.Args = append(n.Args, "--initial-cluster", strings.Join(initial, ","), "--encryption-keyring", keyring)
 		if cfg.Schema != "" {
 			n.Args = append(n.Args, "--schema", cfg.Schema)
 		}

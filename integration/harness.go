@@ -236,6 +236,13 @@ func (n *Node) Join(res *api.MemberAdded) {
 	n.Args = append(n.Args, "--listen-peer-urls", n.Peer, "--initial-advertise-peer-urls", n.Peer,
 		"--advertise-client-urls", n.Client, "--initial-cluster", res.InitialCluster, "--initial-cluster-state", "existing",
 		"--etcd-credential-file", credFile)
+	if len(res.Keyring) > 0 {
+		keyring := filepath.Join(n.t.TempDir(), n.Name+".keyring")
+		if err := os.WriteFile(keyring, res.Keyring, 0o600); err != nil {
+			n.t.Fatal(err)
+		}
+		n.Args = append(n.Args, "--encryption-keyring", keyring)
+	}
 }
 
 // MakeCerts makes a development CA and a certificate for each named node

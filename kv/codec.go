@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/schema"
+	"cfgcluster/seal"
 )
 
 // MaxValueBytes is the largest encoded value a key may hold.
@@ -45,7 +47,7 @@ type Entry struct {
 // envelope is the stored form of a value. It is the only codec: nothing
 // outside this package reads or writes it.
 type envelope struct {
-	Value   json.RawMessage `json:"v"`
+	Value   json.RawMessage `json:"v,omitempty"`
 	Type    schema.Type     `json:"t"`
 	Actor   string          `json:"by,omitempty"`
 	Time    time.Time       `json:"at"`
@@ -53,6 +55,8 @@ type envelope struct {
 	// Sensitive records that the key was sensitive when written, so the
 	// value is redacted even once the key has left the schema.
 	Sensitive bool `json:"s,omitempty"`
+	// Sealed holds a sensitive key's value, sealed (Value is then empty).
+	Sealed *seal.Box `json:"x,omitempty"`
 }
 
 // ChangeMeta is who made a change, when and why. The last-change key holds
@@ -89,8 +93,14 @@ func encodeValue(k *schema.Key, v any) (json.RawMessage, error) {
 	return raw, nil
 }
 
-func encodeEnvelope(k *schema.Key, raw json.RawMessage, actor, comment string, at time.Time) []byte {
-	b, _ := json.Marshal(envelope{Value: raw, Type: k.Type, Actor: actor, Time: at.UTC(), Comment: comment, Sensitive: k.Sensitive})
+// encodeEnvelope encodes a value's envelope; a sealed value (box not nil)
+// is kept only sealed.
+func encodeEnvelope(k *schema.Key, raw json.RawMessage, box *seal.Box, actor, comment string, at time.Time) []byte {
+	env := envelope{Value: raw, Type: k.Type, Actor: actor, Time: at.UTC(), Comment: comment, Sensitive: k.Sensitive, Sealed: box}
+	if box != nil {
+		env.Value = nil
+	}
+	b, _ := json.Marshal(env)
 	return b
 }
 
@@ -103,25 +113,39 @@ func (l Layout) Decode(sch *schema.Schema, kv *mvccpb.KeyValue) (*Entry, error) 
 	if !ok {
 		return nil, cfgerr.Errorf(cfgerr.Internal, string(kv.Key), "", "not a value key of prefix %q", l.prefix)
 	}
-	return decodeEntry(sch, key, kv)
+	return l.decodeEntry(sch, key, kv)
 }
 
 // decodeStored decodes a value as it was stored: typed by its envelope, no
 // constraint checked. Reads of the past (history, diff, values at a
 // revision) use it: what a revision held is shown as it was, whatever
 // today's schema allows.
-func decodeStored(key string, kv *mvccpb.KeyValue) (*Entry, error) {
-	return decodeEntry(nil, key, kv)
+func (l Layout) decodeStored(key string, kv *mvccpb.KeyValue) (*Entry, error) {
+	return l.decodeEntry(nil, key, kv)
 }
 
 // decodeEntry decodes a stored value. It types the value by the schema's key
 // when there is one and by the envelope's own type otherwise (a key since
 // removed from the schema, read at an old revision; or no schema at all:
 // see decodeStored).
-func decodeEntry(sch *schema.Schema, key string, kv *mvccpb.KeyValue) (*Entry, error) {
+func (l Layout) decodeEntry(sch *schema.Schema, key string, kv *mvccpb.KeyValue) (*Entry, error) {
 	var env envelope
 	if err := json.Unmarshal(kv.Value, &env); err != nil {
 		return nil, cfgerr.Errorf(cfgerr.Internal, key, "", "stored envelope is corrupt: %v", err)
+	}
+	if env.Sealed != nil {
+		if l.open == nil {
+			return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "the value is sealed (data key %s) and this process holds no keyring to open it", env.Sealed.Key)
+		}
+		raw, err := l.open.Open(key, env.Sealed)
+		if err != nil {
+			var se *seal.Error
+			if errors.As(err, &se) {
+				return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "%s", se.Reason)
+			}
+			return nil, err
+		}
+		env.Value = raw
 	}
 	v, err := decodeValue(sch, key, env.Type, env.Value)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/seal"
 )
 
 // commit checks the change and writes it. ok is false when a concurrent
@@ -44,7 +45,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		}
 		c := Change{Key: key, New: redact(p.key, p.value), Deleted: p.value == nil, Redacted: p.key.Sensitive}
 		if old.ModRevision != 0 {
-			prev, err := decodeEntry(tx.loaded.schema, key, old)
+			prev, err := tx.s.layout.decodeEntry(tx.loaded.schema, key, old)
 			if err != nil {
 				return nil, false, err
 			}
@@ -55,7 +56,13 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 			ops = append(ops, clientv3.OpDelete(ek))
 			continue
 		}
-		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key, p.raw, meta.Actor, meta.Comment, now))))
+		var box *seal.Box
+		if p.key.Sensitive && !meta.DryRun {
+			if box, err = tx.sealValue(key, p.raw); err != nil {
+				return nil, false, err
+			}
+		}
+		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key, p.raw, box, meta.Actor, meta.Comment, now))))
 	}
 	if tx.newSch != nil {
 		rec.SchemaChanged, rec.SchemaRevision = true, tx.loaded.rev
@@ -83,6 +90,10 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		return nil, false, EtcdError(err)
 	}
 	if !resp.Succeeded {
+		if tx.keysRev != 0 {
+			last := resp.Responses[len(resp.Responses)-1].GetResponseRange()
+			tx.s.keys.refresh(tx.ctx, last.Kvs, resp.Header.Revision)
+		}
 		return nil, false, tx.refresh(resp, keys)
 	}
 	rev := resp.Header.Revision
@@ -122,6 +133,11 @@ func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string)
 	}
 	if tx.listed {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.GenerationKey()), "=", tx.listGen))
+	}
+	if tx.keysRev != 0 {
+		// Sealed with the newest keys: no data key made since.
+		cmps = append(cmps, tx.s.keys.unchanged(tx.keysRev))
+		elses = append(elses, clientv3.OpGet(l.DataKeysPrefix(), clientv3.WithPrefix()))
 	}
 	return cmps, elses, keys
 }

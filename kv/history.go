@@ -75,7 +75,7 @@ func (s *Store) History(ctx context.Context, key string, limit int) ([]*HistoryE
 	}
 	for kv, steps, size := first(resp.Kvs), 0, 0; kv != nil && steps < limit && size < maxReadBytes; steps++ {
 		size += len(kv.Value)
-		e, err := decodeStored(key, kv)
+		e, err := s.layout.decodeStored(key, kv)
 		if err != nil {
 			return nil, err
 		}

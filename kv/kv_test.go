@@ -17,6 +17,7 @@ import (
 	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
+	"cfgcluster/seal"
 )
 
 func TestMain(m *testing.M) { etcdtest.VerifyNoLeaks(m) }
@@ -27,10 +28,18 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// kek is the key-encryption keyring of the tests' stores: stores on one
+// etcd stand for the nodes of one cluster, which share it.
+var kek = func() *seal.Local {
+	ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	p, _ := seal.NewLocal(ring)
+	return p
+}()
+
 func newStore(t *testing.T) (*kv.Store, *clientv3.Client) {
 	t.Helper()
 	_, c := etcdtest.Start(t)
-	s := kv.New(c)
+	s := kv.New(c, kv.WithProvider(kek))
 	doc, err := os.ReadFile("../examples/schema.yaml")
 	if err != nil {
 		t.Fatal(err)

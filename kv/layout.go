@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"cfgcluster/seal"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -11,7 +12,10 @@ import (
 const DefaultPrefix = "/cfgcluster/"
 
 // Layout maps configuration keys to etcd keys (ARCHITECTURE.md, "etcd key layout").
-type Layout struct{ prefix string }
+type Layout struct {
+	prefix string
+	open   seal.Opener // opens sealed values; nil: they read as a Sealed error
+}
 
 // NewLayout returns the layout under prefix; "" means DefaultPrefix. A
 // missing trailing slash is added.
@@ -24,6 +28,20 @@ func NewLayout(prefix string) Layout {
 	}
 	return Layout{prefix: prefix}
 }
+
+// WithOpener returns the layout whose Decode opens sealed values with o
+// (a service's keyring).
+func (l Layout) WithOpener(o seal.Opener) Layout {
+	l.open = o
+	return l
+}
+
+// DataKeysPrefix holds the data keys that seal sensitive values, wrapped
+// (DataKey records): outside the client range.
+func (l Layout) DataKeysPrefix() string { return l.prefix + "v1/keys/" }
+
+// DataKeyKey holds one data key.
+func (l Layout) DataKeyKey(id string) string { return l.DataKeysPrefix() + id }
 
 // Prefix is the layout's root prefix.
 func (l Layout) Prefix() string { return l.prefix }

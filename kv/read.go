@@ -96,9 +96,9 @@ func (s *Store) valueAt(ctx context.Context, sch *schema.Schema, key string, rev
 	}
 	if kv := first(resp.Kvs); kv != nil {
 		if rev > 0 {
-			return decodeStored(key, kv) // as it was, whatever today's schema allows
+			return s.layout.decodeStored(key, kv) // as it was, whatever today's schema allows
 		}
-		return decodeEntry(sch, key, kv)
+		return s.layout.decodeEntry(sch, key, kv)
 	}
 	return nil, nil
 }
@@ -164,9 +164,9 @@ func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]*Entry, e
 	var out []*Entry
 	for _, kv := range resp.Kvs {
 		key, _ := s.layout.KeyOf(string(kv.Key))
-		e, err := decodeEntry(sch, key, kv)
+		e, err := s.layout.decodeEntry(sch, key, kv)
 		if rev > 0 {
-			e, err = decodeStored(key, kv) // as it was, whatever today's schema allows
+			e, err = s.layout.decodeStored(key, kv) // as it was, whatever today's schema allows
 		}
 		if err != nil {
 			return nil, err

@@ -42,6 +42,9 @@ type Store struct {
 	// it without a round trip; the commit's compares catch anything stale,
 	// and a failed commit's Else branch brings the fresh state back in the
 	// same round trip, as etcd's STM and leasing cache do.
+	// keys seals and opens sensitive values (WithProvider); nil: none.
+	keys *dataKeys
+
 	mu     sync.Mutex
 	seen   map[string]seenKV
 	warmed bool // the schema has been read once: its compare guards it since
@@ -69,6 +72,10 @@ func New(kv clientv3.KV, opts ...Option) *Store {
 		seen: map[string]seenKV{}, past: past}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.keys != nil {
+		s.keys.layout, s.keys.kv = s.layout, kv
+		s.layout = s.layout.WithOpener(s.keys)
 	}
 	s.schema.Store(&loadedSchema{schema: emptySchema()})
 	return s

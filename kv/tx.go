@@ -32,6 +32,7 @@ type Tx struct {
 	// once etcd confirms what it read.
 	unchanged []string
 	noop      bool
+	keysRev   int64          // the data keys' revision, if the change sealed a value with them
 	doc       []byte         // a new schema document, if the change sets one
 	newSch    *schema.Schema // its parsed form
 }
@@ -64,7 +65,7 @@ func (tx *Tx) Get(key string) (*Entry, error) {
 	if err != nil || kv.ModRevision == 0 {
 		return nil, err
 	}
-	return decodeEntry(tx.loaded.schema, key, kv)
+	return tx.s.layout.decodeEntry(tx.loaded.schema, key, kv)
 }
 
 // read returns the key's kv as the transaction sees it (ModRevision 0:
@@ -111,7 +112,7 @@ func (tx *Tx) List() ([]*Entry, error) {
 	for _, kv := range kvs {
 		key, _ := l.KeyOf(string(kv.Key))
 		tx.listing[string(kv.Key)] = kv
-		e, err := decodeEntry(tx.loaded.schema, key, kv)
+		e, err := tx.s.layout.decodeEntry(tx.loaded.schema, key, kv)
 		if err != nil {
 			return nil, err
 		}

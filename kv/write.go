@@ -108,7 +108,7 @@ func (s *Store) RollbackAll(ctx context.Context, meta Meta, to int64) (*Result, 
 	old := map[string]*Entry{}
 	for _, kv := range resp.Kvs {
 		key, _ := s.layout.KeyOf(string(kv.Key))
-		if old[key], err = decodeEntry(sch, key, kv); err != nil {
+		if old[key], err = s.layout.decodeEntry(sch, key, kv); err != nil {
 			return nil, err
 		}
 	}

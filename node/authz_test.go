@@ -103,6 +103,8 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 		"POST /v1/members": auth.Admin, "DELETE /v1/members/{member}": auth.Admin, "POST /v1/defrag": auth.Admin,
 		"GET /v1/snapshot": auth.Admin, "GET /v1/version": "", "GET /v1/whoami": "", "GET /v1/tokens": auth.Admin,
 		"POST /v1/tokens": auth.Admin, "DELETE /v1/tokens/{name}": auth.Admin, "GET /v1/roles": auth.Admin,
+		"GET /v1/encryption-keys": auth.Admin, "POST /v1/encryption-keys": auth.Admin,
+		"POST /v1/encryption-keys/export": auth.Admin, "POST /v1/encryption-keys/reencrypt": auth.Admin,
 		"GET /v1/service-accounts": auth.Admin, "POST /v1/service-accounts": auth.Admin, "DELETE /v1/service-accounts/{name}": auth.Admin,
 		"POST /v1/roles": auth.Admin, "DELETE /v1/roles/{name}": auth.Admin, "GET /healthz": "", "GET /readyz": "",
 	}

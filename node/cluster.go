@@ -160,7 +160,7 @@ func (n *Node) addMember(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.MemberAdded{
 		Member:         api.Member{ID: memberID(resp.Member.ID), Name: req.Name, PeerURLs: resp.Member.PeerURLs, Learner: true},
 		InitialCluster: strings.Join(parts, ","), InitialClusterState: "existing",
-		EtcdUser: cred.User, EtcdPassword: cred.Password})
+		EtcdUser: cred.User, EtcdPassword: cred.Password, Keyring: n.keyringFile()})
 }
 
 func (n *Node) removeMember(w http.ResponseWriter, r *http.Request) error {

@@ -37,7 +37,11 @@ type Config struct {
 	// EtcdCredentialFile is the etcd credential cfgadm member add made for
 	// a joining member; the node keeps it in its data directory at its
 	// first start (EtcdCredentialFile(DataDir)).
-	EtcdCredentialFile      string
+	EtcdCredentialFile string
+	// EncryptionKeyring is the keyring file of key-encryption keys that
+	// wrap the data keys sealing sensitive values; every node of a cluster
+	// needs the same one. Empty: KeyringFile(DataDir), made at first start.
+	EncryptionKeyring       string
 	AutoCompactionRetention string // etcd periodic compaction window (default 72h)
 	QuotaBackendBytes       int64  // etcd backend quota (0: etcd's 2 GiB)
 	// Raft timing, as etcd's --heartbeat-interval and --election-timeout, in
@@ -184,6 +188,7 @@ type Node struct {
 	stopped    atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
 	memberGone chan struct{}          // closed when the embedded member stops on its own
 	ring       *ring
+	kekFile    string       // the encryption keyring's file
 	streams    perClient    // SSE streams by client address
 	encoded    encodedCache // SSE encodings shared by streams
 	maint      *leases.Maintenance
@@ -243,11 +248,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		return float64(len(al.Alarms))
 	}))
-	n.store = kv.New(guardedKV{c}, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)))
+	kek, kekFile, err := n.encryptionProvider()
+	if err != nil {
+		return nil, err
+	}
+	n.kekFile = kekFile
+	n.store = kv.New(guardedKV{c}, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)),
+		kv.WithProvider(kek))
+	if err := n.checkKeys(ctx, kekFile); err != nil {
+		return nil, err
+	}
 	if err := n.loadSchemaFile(ctx); err != nil {
 		return nil, err
 	}
-	n.watch, err = watch.New(ctx, c, watch.WithMirror(), watch.WithPrefix(cfg.Prefix), watch.WithRegisterer(n.reg),
+	n.watch, err = watch.New(ctx, c, watch.WithMirror(), watch.WithPrefix(cfg.Prefix), watch.WithRegisterer(n.reg), watch.WithKeyring(n.store.Opener()),
 		watch.WithLogger(n.log.Named("watch")), watch.WithWorkers(16), watch.WithQueueSize(1024))
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)

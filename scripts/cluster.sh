@@ -7,6 +7,8 @@
 #   scripts/cluster.sh down [-d DIR]                  stop every member (SIGTERM)
 #
 # Member i listens on 127.0.0.1: API 7380+i, etcd client 2379+10i, peer 2380+10i.
+# Every member is given DIR/cluster.keyring (cfgnode keyring makes it), whose
+# key wraps the data keys that seal sensitive values.
 # With --tls every hop is TLS with client certificates: the API, etcd's client
 # port and its peers, with a development CA and certificates that cfgnode certs
 # makes in DIR/certs; cfgadm's context for m0 trusts the CA and presents m0's
@@ -54,6 +56,8 @@ up() {
       bin/cfgnode certs --dir "$certs" --names "$(seq -s, -f 'm%g' 0 $((n - 1)))" >/dev/null
     fi
   fi
+  # Every node seals and opens sensitive values with keys this one keyring wraps.
+  [ -f "$dir/cluster.keyring" ] || bin/cfgnode keyring "$dir/cluster.keyring" >/dev/null
   local initial=""
   for ((i = 0; i < n; i++)); do
     initial+="${initial:+,}m$i=$scheme://127.0.0.1:$((2380 + 10 * i))"
@@ -71,6 +75,7 @@ up() {
       --listen-client-urls "$scheme://127.0.0.1:$((2379 + 10 * i))" \
       --listen-peer-urls "$scheme://127.0.0.1:$((2380 + 10 * i))" \
       --initial-cluster "$initial" --api-addr "127.0.0.1:$((7380 + i))" \
+      --encryption-keyring "$dir/cluster.keyring" \
       "${tlsflags[@]}" --schema examples/schema.yaml >>"$dir/m$i.log" 2>&1 &
     echo $! >"$dir/m$i.pid"
   done

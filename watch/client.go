@@ -111,6 +111,9 @@ func New(ctx context.Context, etcd Etcd, opts ...Option) (*Client, error) {
 		pending: map[string]Value{}, rejected: map[string]Rejection{}, snapDirty: make(chan struct{}, 1),
 		revCh: make(chan struct{}), windows: map[string]*kv.Window{}, done: make(chan struct{}),
 	}
+	if o.keyring != nil {
+		c.layout = c.layout.WithOpener(o.keyring)
+	}
 	c.mux = newMux(o.log, c.met, o.workers, o.queueSize, o.slow)
 	if o.schema != nil {
 		c.ownSchema = true

@@ -21,6 +21,7 @@ import (
 	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
+	"cfgcluster/seal"
 	"cfgcluster/watch"
 	"cfgcluster/watch/watchtest"
 )
@@ -50,10 +51,17 @@ type env struct {
 	store *kv.Store
 }
 
+// kek is the stores' key-encryption keyring (a node's --encryption-keyring).
+var kek = func() *seal.Local {
+	ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	p, _ := seal.NewLocal(ring)
+	return p
+}()
+
 func setup(t testing.TB) *env {
 	t.Helper()
 	m, c := etcdtest.Start(t)
-	s := kv.New(c)
+	s := kv.New(c, kv.WithProvider(kek))
 	doc, err := os.ReadFile("../examples/schema.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +70,16 @@ func setup(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	return &env{m: m, etcd: c, store: s}
+}
+
+// keyring is the data keys for prefix, as cfgadm keys export gives a service.
+func (e *env) keyring(t testing.TB, prefix string) watch.Option {
+	t.Helper()
+	r, err := e.store.ExportKeys(bg(t), kv.Meta{Actor: "test"}, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return watch.WithKeyring(r)
 }
 
 func (e *env) set(t testing.TB, kvs ...string) int64 {
@@ -428,7 +446,7 @@ func TestNoEtcdNoSnapshot(t *testing.T) {
 func TestRequiresRestart(t *testing.T) {
 	e := setup(t)
 	e.set(t, "db.password", "one")
-	c := newClient(t, e.etcd)
+	c := newClient(t, e.etcd, e.keyring(t, ""))
 	rec := &recorder{}
 	c.Subscribe("db.*", rec)
 	e.set(t, "db.password", "two")
@@ -452,7 +470,7 @@ func TestRequiresRestart(t *testing.T) {
 	if _, err := e.store.Apply(bg(t), kv.Meta{}, []kv.Write{{Key: "db.password", Delete: true}}); err != nil {
 		t.Fatal(err)
 	}
-	fresh := newClient(t, e.etcd)
+	fresh := newClient(t, e.etcd, e.keyring(t, ""))
 	e.set(t, "db.password", "three")
 	eventually(t, "pending restart of a key unset at start", fresh.RestartRequired)
 	if _, err := fresh.Lookup("db.password"); cfgerr.CodeOf(err) != cfgerr.NotFound {

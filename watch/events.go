@@ -32,6 +32,10 @@ type Event struct {
 	// cache keeps the value it started with, New is pending (the seed
 	// design's RestartRequiredEvent). See Client.PendingRestart.
 	RequiresRestart bool
+	// Err is set when New cannot be read: the value is sealed with a data
+	// key the client does not hold (a cfgerr Sealed error). Lookup answers
+	// the same error; the default is never served in its place.
+	Err error
 }
 
 // Batch is every event of one etcd revision (one transaction) that a

@@ -99,7 +99,11 @@ func (c *Client) resolve(key string) (Value, error) {
 	// Resolve and fill the cache under c.mu, so a change the watch applies
 	// meanwhile cannot be overwritten by the older value found here.
 	c.mu.Lock()
-	v, ok := c.resolveLocked(key)
+	v, ok, err := c.resolveLocked(key)
+	if err != nil {
+		c.mu.Unlock()
+		return Value{}, err // a sealed value: never a default in its place
+	}
 	if !ok && c.synced.Load() {
 		v, ok = c.defaultValue(key)
 	}
@@ -128,27 +132,34 @@ func (c *Client) resolve(key string) (Value, error) {
 
 // resolveLocked finds key in the environment, the frozen start values and
 // the held state (the watched values, or the snapshot's).
-func (c *Client) resolveLocked(key string) (Value, bool) {
+// An error is a held value sealed with a key the client lacks.
+func (c *Client) resolveLocked(key string) (Value, bool, error) {
 	if v, ok := c.env[key]; ok {
-		return v, true
+		return v, true, nil
 	}
 	if v, ok := c.frozen[key]; ok {
-		return v, v.Value != nil // nil: the key had no value at start, and keeps none
+		return v, v.Value != nil, nil // nil: the key had no value at start, and keeps none
 	}
 	if h, ok := c.raw[key]; ok {
-		return c.valueOf(c.entryLocked(h), c.from), true
+		e, err := c.entryLocked(h)
+		if err != nil {
+			return Value{}, false, err
+		}
+		return c.valueOf(e, c.from), true, nil
 	}
-	return Value{}, false
+	return Value{}, false, nil
 }
 
 // entryLocked decodes a held value: by the client's schema, or, for a value
-// a newer schema refuses (rejected, and kept), as it was stored.
-func (c *Client) entryLocked(h held) *kv.Entry {
+// a newer schema refuses (rejected, and kept), as it was stored. Its only
+// error is a Sealed one: a value sealed with a key the client lacks (see
+// WithKeyring).
+func (c *Client) entryLocked(h held) (*kv.Entry, error) {
 	e, err := c.layout.Decode(c.sch.Load(), h.kv)
 	if err != nil {
-		e, _ = c.layout.Decode(nil, h.kv) // checked when it was applied: it decodes
+		e, err = c.layout.Decode(nil, h.kv) // checked when it was applied: it decodes, or is sealed
 	}
-	return e
+	return e, err
 }
 
 // held is a stored value as etcd gave it: its envelope, encoded. The state

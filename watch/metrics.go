@@ -16,6 +16,7 @@ type metrics struct {
 	restarts     *prometheus.CounterVec
 	relists      prometheus.Counter
 	rejected     prometheus.Counter
+	sealed       prometheus.Counter
 	propagation  prometheus.Histogram
 }
 
@@ -45,6 +46,9 @@ func newMetrics() *metrics {
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cfgcluster_watch_rejected_values_total", Help: "Cluster values that failed the client's schema; the last valid value was kept.",
 		}),
+		sealed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cfgcluster_watch_sealed_values_total", Help: "Cluster values sealed with a data key this client does not hold: reads of them fail (WithKeyring).",
+		}),
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "cfgcluster_watch_propagation_seconds", Help: "Delay from a change's commit (writer's clock) to its being applied in this client's cache.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
@@ -55,7 +59,7 @@ func newMetrics() *metrics {
 // register registers the client's metrics, including functions over its state.
 func (c *Client) register(reg prometheus.Registerer) error {
 	m := c.met
-	cs := []prometheus.Collector{m.drops, m.resyncs, m.panics, m.slow, m.breakerOpens, m.restarts, m.relists, m.rejected, m.propagation,
+	cs := []prometheus.Collector{m.drops, m.resyncs, m.panics, m.slow, m.breakerOpens, m.restarts, m.relists, m.rejected, m.sealed, m.propagation,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cfgcluster_watch_cache_hits_total", Help: "Cache reads that hit."},
 			func() float64 { return float64(c.cache.hits.load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cfgcluster_watch_cache_misses_total", Help: "Cache reads that missed."},

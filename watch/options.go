@@ -8,6 +8,7 @@ import (
 
 	"cfgcluster/kv"
 	"cfgcluster/schema"
+	"cfgcluster/seal"
 )
 
 func (o options) ttlFor(t schema.Type) time.Duration {
@@ -20,6 +21,7 @@ func (o options) ttlFor(t schema.Type) time.Duration {
 // options configure a Client.
 type options struct {
 	prefix       string
+	keyring      seal.Opener
 	log          *zap.Logger
 	reg          prometheus.Registerer
 	schema       *schema.Schema
@@ -47,6 +49,14 @@ type Option func(*options)
 
 // WithPrefix sets the etcd prefix (default kv.DefaultPrefix).
 func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
+
+// WithKeyring gives the client the data keys that open the sensitive
+// values it may read (cfgadm keys export --prefix P writes them). A value
+// sealed with a key it lacks reads as a cfgerr Sealed error, in Lookup and
+// in its events (Event.Err), and its default is never served in its place;
+// the typed getters (String, Int…) answer their own def argument then, as
+// for any error, so read sensitive keys with Lookup.
+func WithKeyring(r seal.Opener) Option { return func(o *options) { o.keyring = r } }
 
 // WithLogger sets the logger.
 func WithLogger(l *zap.Logger) Option { return func(o *options) { o.log = l } }

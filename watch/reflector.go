@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/metadata"
 
+	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 )
@@ -140,7 +141,7 @@ func (c *Client) takeSchemaLocked(kvp *mvccpb.KeyValue) bool {
 func (c *Client) retypeLocked() {
 	sch := c.sch.Load()
 	for key, h := range c.raw {
-		if _, err := c.layout.Decode(sch, h.kv); err != nil {
+		if _, err := c.layout.Decode(sch, h.kv); err != nil && cfgerr.CodeOf(err) != cfgerr.Sealed {
 			c.rejected[key] = Rejection{Key: key, Revision: h.kv.ModRevision, Reason: err.Error(), Time: time.Now()}
 			c.met.rejected.Inc()
 		}
@@ -202,22 +203,33 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 		var e Event
 		if ev.Type == clientv3.EventTypePut {
 			dec, err := c.layout.Decode(sch, ev.Kv)
-			if err != nil {
+			switch {
+			case cfgerr.CodeOf(err) == cfgerr.Sealed:
+				// Held as it is: a read says it is sealed, and never
+				// answers the default instead.
+				delete(c.rejected, key)
+				c.raw[key] = held{ev.Kv}
+				c.met.sealed.Inc()
+				c.log.Error("cannot open a sealed value: reads of it fail until the client has its key (WithKeyring)",
+					zap.String("key", key), zap.Int64("revision", ev.Kv.ModRevision), zap.Error(err))
+				e = Event{Kind: Put, Key: key, Old: old.Value, Err: err, Source: SourceCluster, Revision: ev.Kv.ModRevision}
+			case err != nil:
 				c.rejected[key] = Rejection{Key: key, Revision: ev.Kv.ModRevision, Reason: err.Error(), Time: now}
 				c.met.rejected.Inc()
 				c.log.Error("rejected a cluster value; keeping the last valid one", zap.String("key", key),
 					zap.Int64("revision", ev.Kv.ModRevision), zap.Error(err))
 				continue
+			default:
+				delete(c.rejected, key)
+				c.raw[key] = held{ev.Kv}
+				e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor,
+					Comment: dec.Comment, Revision: ev.Kv.ModRevision}
+				if !list && !dec.Time.IsZero() {
+					c.met.propagation.Observe(now.Sub(dec.Time).Seconds())
+				}
 			}
-			delete(c.rejected, key)
-			c.raw[key] = held{ev.Kv}
-			e = Event{Kind: Put, Key: key, Old: old.Value, New: dec.Value, Source: SourceCluster, Time: dec.Time, Actor: dec.Actor,
-				Comment: dec.Comment, Revision: ev.Kv.ModRevision}
 			if had {
 				e.Kind = Update
-			}
-			if !list && !dec.Time.IsZero() {
-				c.met.propagation.Observe(now.Sub(dec.Time).Seconds())
 			}
 		} else {
 			if _, stored := c.raw[key]; !stored {
@@ -244,7 +256,9 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 			}
 		} else if _, ok := cached[key]; ok {
 			// Proactive refresh: a cached key gets its new value now.
-			if v, ok := c.resolveLocked(key); ok {
+			if v, ok, err := c.resolveLocked(key); err != nil {
+				removes = append(removes, key) // sealed: every read says so
+			} else if ok {
 				puts = append(puts, c.newEntry(v))
 			} else if d, ok := c.defaultValue(key); ok {
 				puts = append(puts, c.newEntry(d))
@@ -297,7 +311,10 @@ func (c *Client) currentLocked(key string) (Value, bool) {
 		if en, ok := (*c.cache.read.Load())[key]; ok && en.val.Source == SourceCluster && en.val.Revision == h.kv.ModRevision {
 			return en.val, true
 		}
-		return c.valueOf(c.entryLocked(h), SourceCluster), true
+		if e, err := c.entryLocked(h); err == nil {
+			return c.valueOf(e, SourceCluster), true
+		}
+		return Value{Key: key, Source: SourceCluster, Revision: h.kv.ModRevision}, true // sealed: no value to show
 	}
 	d, _ := c.defaultValue(key)
 	return d, false

@@ -29,7 +29,10 @@ func (c *Client) freeze() {
 		if _, done := c.frozen[name]; done {
 			continue
 		}
-		v, ok := c.resolveLocked(name)
+		v, ok, err := c.resolveLocked(name)
+		if err != nil {
+			continue // sealed, and no key to open it: reads say so, nothing to freeze
+		}
 		if !ok {
 			v, ok = c.defaultValue(name)
 		}

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 
+	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 )
@@ -111,7 +112,7 @@ func (c *Client) loadSnapshot() error {
 		if !ok {
 			continue
 		}
-		if _, err := c.layout.Decode(c.sch.Load(), kvp); err != nil {
+		if _, err := c.layout.Decode(c.sch.Load(), kvp); err != nil && cfgerr.CodeOf(err) != cfgerr.Sealed {
 			c.log.Error("snapshot value does not fit the schema; skipped", zap.String("key", key), zap.Error(err))
 			continue
 		}

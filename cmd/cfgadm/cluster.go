@@ -104,6 +104,10 @@ func memberCommand() *cli.Command {
 					if _, err := os.Stat(credFile); err == nil {
 						return fmt.Errorf("%s exists: remove it, or give --credential-file", credFile)
 					}
+					keyringFile := "./" + name + ".keyring"
+					if _, err := os.Stat(keyringFile); err == nil {
+						return fmt.Errorf("%s exists: remove it first", keyringFile)
+					}
 					req := api.MemberAddRequest{Name: name, PeerURL: peer}
 					cl := client(c)
 					deadline := time.Now().Add(c.Duration("retry-for"))
@@ -129,6 +133,15 @@ func memberCommand() *cli.Command {
 					}
 					m.EtcdPassword = ""
 					start := startCommand(c, name, peer, m) + " --etcd-credential-file " + credFile
+					if len(m.Keyring) > 0 {
+						// The cluster's key-encryption keys, which the new
+						// node needs to seal and open sensitive values.
+						if err := os.WriteFile(keyringFile, m.Keyring, 0o600); err != nil {
+							return fmt.Errorf("member %s added, but the encryption keyring could not be written: %w", name, err)
+						}
+						m.Keyring = nil
+						start += " --encryption-keyring " + keyringFile
+					}
 					return show(c, m, func(t *table) {
 						t.note("added %s (%s) as a learner; its etcd credential is in %s; start it with:", m.Member.Name, m.Member.ID, credFile)
 						t.note("  %s", start)

@@ -38,7 +38,7 @@ func newApp() *cli.App {
 			rollbackCommand(), applyCommand(), schemaCommand(), auditCommand(), watchCommand(),
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
-			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(), serviceAccountCommand(),
+			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(), serviceAccountCommand(), keysCommand(),
 			versionCommand(), completionCommand(),
 		},
 		Before: func(c *cli.Context) error {

@@ -29,7 +29,7 @@ func main() {
 		Usage:    "run a cfgcluster node (an embedded etcd member and the HTTP API)",
 		Flags:    flags(),
 		Action:   run,
-		Commands: []*cli.Command{restoreCommand(), certsCommand()},
+		Commands: []*cli.Command{restoreCommand(), certsCommand(), keyringCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "cfgnode:", err)
@@ -58,6 +58,7 @@ func flags() []cli.Flag {
 		flag("initial-cluster", "", "initial cluster, name=peerURL,... (default: this member alone)"),
 		flag("initial-cluster-state", "new", "new, or existing to join a running cluster (after cfgadm member add)"),
 		flag("etcd-credential-file", "", "a joining member's etcd credential, which cfgadm member add wrote (kept in --data-dir from then on)"),
+		flag("encryption-keyring", "", "the keyring of key-encryption keys that wrap the data keys sealing sensitive values; the same file on every node (default: DATA-DIR.keyring, made at first start; cfgnode keyring makes one)"),
 		flag("auto-compaction-retention", "72h", "keep etcd history for this long (periodic compaction)"),
 		flag("heartbeat-interval", "50", "raft heartbeat interval in milliseconds (etcd's flag; its default is 100)"),
 		flag("election-timeout", "500", "raft election timeout in milliseconds (etcd's flag; its default is 1000): how soon a lost leader is replaced"),
@@ -225,6 +226,7 @@ func run(c *cli.Context) error {
 		InitialCluster:          c.String("initial-cluster"),
 		InitialClusterState:     c.String("initial-cluster-state"),
 		EtcdCredentialFile:      c.String("etcd-credential-file"),
+		EncryptionKeyring:       c.String("encryption-keyring"),
 		AutoCompactionRetention: c.String("auto-compaction-retention"),
 		QuotaBackendBytes:       quota,
 		APIAddr:                 c.String("api-addr"),

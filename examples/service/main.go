@@ -21,6 +21,7 @@ import (
 	"cfgcluster/kv"
 	"cfgcluster/leases"
 	"cfgcluster/schema"
+	"cfgcluster/seal"
 	"cfgcluster/watch"
 )
 
@@ -41,6 +42,7 @@ func run() error {
 		snapshot  = flag.String("snapshot", "", "last-known snapshot file")
 		ttl       = flag.Int("ttl", 10, "instance registration TTL, seconds")
 		credFile  = flag.String("etcd-credential", "", "the service account's etcd credential file (cfgadm service-account create NAME --out FILE)")
+		keyring   = flag.String("keyring", "", "the data keys that open this service's sensitive values (cfgadm keys export --prefix P --out FILE)")
 	)
 	flag.Parse()
 	log, _ := zap.NewProduction()
@@ -76,6 +78,13 @@ func run() error {
 	}
 	if *snapshot != "" {
 		opts = append(opts, watch.WithSnapshotFile(*snapshot))
+	}
+	if *keyring != "" {
+		ring, err := seal.ReadKeyring(*keyring)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, watch.WithKeyring(ring))
 	}
 	cfg, err := watch.New(ctx, etcd, opts...)
 	if err != nil {

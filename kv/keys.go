@@ -1,0 +1,585 @@
+package kv
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cfgcluster/cfgerr"
+	"cfgcluster/seal"
+)
+
+// ActionKeys marks audit records of data keys made (rotation) or retired.
+const ActionKeys = "keys"
+
+// DataKey is a data key as etcd stores it (Layout.DataKeyKey): its scope,
+// and its secret wrapped by the provider's key-encryption key.
+type DataKey struct {
+	ID      string       `json:"id"`
+	Prefix  string       `json:"prefix"` // the key names it seals; "" for every key
+	Created time.Time    `json:"created"`
+	Wrapped seal.Wrapped `json:"wrapped"`
+}
+
+// dataKeys is a store's table of data keys, read from etcd and unwrapped by
+// its provider. Sealing picks the newest key of the longest scope that
+// covers the key name; the commit compares the whole table's range, so a
+// change never seals with a key that a rotation has replaced, and a failed
+// commit brings the fresh table back in its Else branch.
+type dataKeys struct {
+	provider seal.Provider
+	layout   Layout
+	kv       clientv3.KV
+
+	mu   sync.Mutex
+	rev  int64 // the revision the table was read at; 0: not read
+	keys []*DataKey
+	ring *seal.Keyring // the unwrapped keys
+}
+
+// WithProvider gives the store the provider of its key-encryption keys:
+// values of sensitive keys are sealed on write and opened on read with data
+// keys that it wraps. Without one, a write of a sensitive key is refused.
+func WithProvider(p seal.Provider) Option {
+	return func(s *Store) { s.keys = &dataKeys{provider: p} }
+}
+
+// Opener opens values sealed with the store's data keys (nil without a
+// provider): the node's own watch client reads sensitive values with it.
+func (s *Store) Opener() seal.Opener {
+	if s.keys == nil {
+		return nil
+	}
+	return s.keys
+}
+
+// CheckKeys reads the data keys and unwraps each: an error says which one
+// the provider cannot unwrap.
+func (s *Store) CheckKeys(ctx context.Context) error {
+	if s.keys == nil {
+		return nil
+	}
+	s.keys.invalidate()
+	_, _, err := s.keys.table(ctx)
+	return err
+}
+
+// sealKey returns the data key to seal a value of name with, and the
+// revision of the table it was chosen from, making the first data key (for
+// every name) if there is none.
+func (d *dataKeys) sealKey(ctx context.Context, name string) (seal.Key, int64, error) {
+	for range 3 {
+		ring, rev, err := d.table(ctx)
+		if err != nil {
+			return seal.Key{}, 0, err
+		}
+		if k, ok := chooseKey(ring, name); ok {
+			return k, rev, nil
+		}
+		if _, err := d.create(ctx, "", rev, nil); err != nil && cfgerr.CodeOf(err) != cfgerr.Conflict {
+			return seal.Key{}, 0, err
+		}
+		d.invalidate()
+	}
+	return seal.Key{}, 0, cfgerr.Errorf(cfgerr.Conflict, name, "", "no data key could be made for it; try again")
+}
+
+// chooseKey picks the key that seals a value of name: of the keys whose
+// scope covers it, the longest scope's newest.
+func chooseKey(ring *seal.Keyring, name string) (seal.Key, bool) {
+	var best seal.Key
+	found := false
+	for _, k := range ring.Keys {
+		if !k.Covers(name) {
+			continue
+		}
+		if !found || len(k.Prefix) > len(best.Prefix) ||
+			len(k.Prefix) == len(best.Prefix) && (k.Created.After(best.Created) || k.Created.Equal(best.Created) && k.ID > best.ID) {
+			best, found = k, true
+		}
+	}
+	return best, found
+}
+
+// table returns the unwrapped keys and the revision they were read at,
+// reading them from etcd if the table is not held.
+func (d *dataKeys) table(ctx context.Context) (*seal.Keyring, int64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rev != 0 {
+		return d.ring, d.rev, nil
+	}
+	resp, err := d.kv.Get(ctx, d.layout.DataKeysPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, EtcdError(err)
+	}
+	if err := d.loadLocked(ctx, resp.Kvs, resp.Header.Revision); err != nil {
+		return nil, 0, err
+	}
+	return d.ring, d.rev, nil
+}
+
+// loadLocked replaces the table with the keys etcd holds at rev.
+func (d *dataKeys) loadLocked(ctx context.Context, kvs []*mvccpb.KeyValue, rev int64) error {
+	keys := make([]*DataKey, 0, len(kvs))
+	secrets := make([]seal.Key, 0, len(kvs))
+	for _, kv := range kvs {
+		var k DataKey
+		if err := json.Unmarshal(kv.Value, &k); err != nil {
+			return cfgerr.Errorf(cfgerr.Internal, "", "", "data key record %s is corrupt: %v", kv.Key, err)
+		}
+		secret, err := d.provider.Unwrap(ctx, k.ID, k.Wrapped)
+		if err != nil {
+			return cfgerr.Wrap(cfgerr.Sealed, err)
+		}
+		keys = append(keys, &k)
+		secrets = append(secrets, seal.Key{ID: k.ID, Prefix: k.Prefix, Created: k.Created, Secret: secret})
+	}
+	ring, err := seal.NewKeyring(secrets...)
+	if err != nil {
+		return cfgerr.Wrap(cfgerr.Internal, err)
+	}
+	d.keys, d.ring, d.rev = keys, ring, rev
+	return nil
+}
+
+// refresh loads the table a failed commit's Else branch read back.
+func (d *dataKeys) refresh(ctx context.Context, kvs []*mvccpb.KeyValue, rev int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if rev > d.rev && d.loadLocked(ctx, kvs, rev) != nil {
+		d.rev = 0
+	}
+}
+
+func (d *dataKeys) invalidate() {
+	d.mu.Lock()
+	d.rev = 0
+	d.mu.Unlock()
+}
+
+// Open implements seal.Opener: a box sealed with a key the table lacks
+// (made since, on another node) reads the table again, once.
+func (d *dataKeys) Open(name string, b *seal.Box) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ring, _, err := d.table(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ring.Key(b.Key); !ok {
+		d.invalidate()
+		if ring, _, err = d.table(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return ring.Open(name, b)
+}
+
+// create puts a new data key for prefix if the table is still as read at
+// rev (so two nodes never both make the first key), with an audit record
+// when meta is given.
+func (d *dataKeys) create(ctx context.Context, prefix string, rev int64, audit func(*DataKey) []clientv3.Op) (*DataKey, error) {
+	k := seal.NewKey("dk", prefix, time.Now())
+	w, err := d.provider.Wrap(ctx, k.ID, k.Secret)
+	if err != nil {
+		return nil, cfgerr.Wrap(cfgerr.Sealed, err)
+	}
+	rec := &DataKey{ID: k.ID, Prefix: prefix, Created: k.Created, Wrapped: w}
+	b, _ := json.Marshal(rec)
+	ops := []clientv3.Op{clientv3.OpPut(d.layout.DataKeyKey(k.ID), string(b))}
+	if audit != nil {
+		ops = append(ops, audit(rec)...)
+	}
+	resp, err := d.kv.Txn(ctx).If(d.unchanged(rev)).Then(ops...).Commit()
+	if err != nil {
+		return nil, EtcdError(err)
+	}
+	if !resp.Succeeded {
+		return nil, cfgerr.Errorf(cfgerr.Conflict, "", "prefix", "the data keys changed meanwhile; try again")
+	}
+	d.invalidate()
+	return rec, nil
+}
+
+// unchanged compares the whole table's range: true while no data key was
+// made or rewritten since rev.
+func (d *dataKeys) unchanged(rev int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(d.layout.DataKeysPrefix()), "<", rev+1).WithPrefix()
+}
+
+// sealValue seals a sensitive key's encoded value for its envelope.
+func (tx *Tx) sealValue(name string, raw json.RawMessage) (*seal.Box, error) {
+	d := tx.s.keys
+	if d == nil {
+		return nil, cfgerr.Errorf(cfgerr.Sealed, name, "", "the key is sensitive and this store has no encryption keyring to seal it with")
+	}
+	k, rev, err := d.sealKey(tx.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if tx.keysRev == 0 || rev < tx.keysRev {
+		tx.keysRev = rev // the oldest table any value was sealed from
+	}
+	b, err := seal.Seal(k, name, raw)
+	if err != nil {
+		return nil, cfgerr.Wrap(cfgerr.Internal, err)
+	}
+	return b, nil
+}
+
+// KeyInfo is a data key as cfgadm keys status shows it: no secret.
+type KeyInfo struct {
+	ID      string    `json:"id"`
+	Prefix  string    `json:"prefix"`
+	Created time.Time `json:"created"`
+	KEK     string    `json:"kek"`     // the key-encryption key that wraps it
+	Primary bool      `json:"primary"` // new values of its scope are sealed with it
+	Values  int       `json:"values"`  // values sealed with it now
+}
+
+// KeyStatus is every data key with the number of values it seals, and the
+// number of values of sensitive keys that are not sealed (written before
+// the key became sensitive).
+type KeyStatus struct {
+	Keys  []KeyInfo `json:"keys"`
+	Plain int       `json:"plain"`
+}
+
+// Keys reports the data keys and what each seals, from one scan of the
+// values at one revision.
+func (s *Store) Keys(ctx context.Context) (*KeyStatus, error) {
+	if s.keys == nil {
+		return nil, errNoKeyring()
+	}
+	if _, _, err := s.keys.table(ctx); err != nil {
+		return nil, err
+	}
+	s.keys.mu.Lock()
+	keys := slices.Clone(s.keys.keys)
+	s.keys.mu.Unlock()
+	st := &KeyStatus{Keys: []KeyInfo{}}
+	count := map[string]int{}
+	sch := s.schema.Load().schema
+	err := s.scanValues(ctx, func(key string, kv *mvccpb.KeyValue) {
+		var env envelope
+		if json.Unmarshal(kv.Value, &env) != nil {
+			return
+		}
+		if env.Sealed != nil {
+			count[env.Sealed.Key]++
+		} else if k, ok := sch.Lookup(key); ok && k.Sensitive {
+			st.Plain++
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	primary := map[string]string{}
+	for _, k := range keys {
+		if p, ok := primary[k.Prefix]; !ok || newer(k, keyByID(keys, p)) {
+			primary[k.Prefix] = k.ID
+		}
+	}
+	for _, k := range keys {
+		st.Keys = append(st.Keys, KeyInfo{ID: k.ID, Prefix: k.Prefix, Created: k.Created, KEK: k.Wrapped.KEK,
+			Primary: primary[k.Prefix] == k.ID, Values: count[k.ID]})
+	}
+	slices.SortFunc(st.Keys, func(a, b KeyInfo) int {
+		return cmp.Or(strings.Compare(a.Prefix, b.Prefix), a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
+	return st, nil
+}
+
+func newer(a, b *DataKey) bool {
+	return a.Created.After(b.Created) || a.Created.Equal(b.Created) && a.ID > b.ID
+}
+
+func keyByID(keys []*DataKey, id string) *DataKey {
+	for _, k := range keys {
+		if k.ID == id {
+			return k
+		}
+	}
+	return nil
+}
+
+// RotateKey makes a new data key for prefix ("" for every key name): new
+// values of keys it covers are sealed with it from now on, on every node.
+// Values sealed before keep their key until Reencrypt.
+func (s *Store) RotateKey(ctx context.Context, meta Meta, prefix string) (*KeyInfo, error) {
+	if s.keys == nil {
+		return nil, errNoKeyring()
+	}
+	if err := validScope(prefix); err != nil {
+		return nil, err
+	}
+	if err := checkMeta(meta); err != nil {
+		return nil, err
+	}
+	meta.Action = ActionKeys
+	for range s.maxRetries {
+		_, rev, err := s.keys.table(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := s.keys.create(ctx, prefix, rev, func(k *DataKey) []clientv3.Op {
+			if meta.Comment == "" {
+				meta.Comment = fmt.Sprintf("new data key for %s", scopeName(prefix))
+			}
+			return s.AuditOp(meta, []Change{{Key: "keys/" + k.ID, New: map[string]any{"prefix": k.Prefix, "kek": k.Wrapped.KEK}}})
+		})
+		if cfgerr.CodeOf(err) == cfgerr.Conflict {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &KeyInfo{ID: rec.ID, Prefix: rec.Prefix, Created: rec.Created, KEK: rec.Wrapped.KEK, Primary: true}, nil
+	}
+	return nil, cfgerr.Errorf(cfgerr.Conflict, "", "prefix", "the data keys kept changing; try again")
+}
+
+// ExportKeys returns the data keys a service needs to open the values under
+// prefix, unwrapped, as a keyring: the keys scoped within prefix. It refuses
+// when a value under prefix is sealed with a key of a wider scope (a
+// service given that key could open values outside its prefix): rotate a
+// key for the prefix and reencrypt first. The export is audited: who took
+// which keys.
+func (s *Store) ExportKeys(ctx context.Context, meta Meta, prefix string) (*seal.Keyring, error) {
+	if s.keys == nil {
+		return nil, errNoKeyring()
+	}
+	if err := validScope(prefix); err != nil {
+		return nil, err
+	}
+	ring, _, err := s.keys.table(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []seal.Key
+	for _, k := range ring.Keys {
+		if strings.HasPrefix(k.Prefix, prefix) {
+			out = append(out, k)
+		}
+	}
+	exported, _ := seal.NewKeyring(out...)
+	wider := map[string]int{}
+	err = s.scanValues(ctx, func(key string, kv *mvccpb.KeyValue) {
+		var env envelope
+		if strings.HasPrefix(key, prefix) && json.Unmarshal(kv.Value, &env) == nil && env.Sealed != nil {
+			if _, ok := exported.Key(env.Sealed.Key); !ok {
+				wider[env.Sealed.Key]++
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	for id, n := range wider {
+		k, _ := ring.Key(id)
+		return nil, cfgerr.Errorf(cfgerr.FailedPrecondition, "", "prefix",
+			"%d value(s) under %s are sealed with data key %s, which is for %s: make a key for %s (cfgadm keys rotate --prefix %s) and reencrypt (cfgadm keys reencrypt) first",
+			n, scopeName(prefix), id, scopeName(k.Prefix), scopeName(prefix), prefix)
+	}
+	if len(out) == 0 {
+		return nil, cfgerr.Errorf(cfgerr.FailedPrecondition, "", "prefix",
+			"no data key is scoped to %s: make one with cfgadm keys rotate --prefix %s", scopeName(prefix), prefix)
+	}
+	if err := checkMeta(meta); err != nil {
+		return nil, err
+	}
+	meta.Action = ActionKeys
+	if meta.Comment == "" {
+		meta.Comment = "exported the data keys of " + scopeName(prefix)
+	}
+	var changes []Change
+	for _, k := range out {
+		changes = append(changes, Change{Key: "keys/" + k.ID, New: map[string]any{"exported": prefix}})
+	}
+	if _, err := s.kv.Txn(ctx).Then(s.AuditOp(meta, changes)...).Commit(); err != nil {
+		return nil, EtcdError(err)
+	}
+	return exported, nil
+}
+
+// reencryptBatch is how many values one re-sealing transaction rewrites:
+// with their compares, audit index entries and record it stays well within
+// etcd's default limit of 128 operations per transaction.
+const reencryptBatch = 40
+
+// Reencrypt re-seals every value that is not sealed with the key that would
+// seal it now (a rotation made a newer one), and seals values of sensitive
+// keys written in clear before the key became sensitive. Each batch is one
+// transaction guarded by the mod revision of each value it rewrites and by
+// the data keys' range, with an audit record; a value changed meanwhile is
+// left to the next pass, so it is resumable and loses no concurrent write.
+// progress, if not nil, is called after each batch with the values
+// re-sealed so far and those left. It returns how many it re-sealed.
+func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, left int)) (int, error) {
+	if s.keys == nil {
+		return 0, errNoKeyring()
+	}
+	if err := checkMeta(meta); err != nil {
+		return 0, err
+	}
+	meta.Action = ActionKeys
+	done := 0
+	for pass := 0; ; pass++ {
+		todo, ring, keysRev, err := s.staleSeals(ctx)
+		if err != nil || len(todo) == 0 {
+			return done, err
+		}
+		if pass >= s.maxRetries {
+			return done, cfgerr.Errorf(cfgerr.Conflict, "", "", "%d value(s) kept changing while being re-sealed; run it again", len(todo))
+		}
+		for len(todo) > 0 {
+			n := min(reencryptBatch, len(todo))
+			ok, err := s.reseal(ctx, meta, ring, keysRev, todo[:n])
+			if err != nil {
+				return done, err
+			}
+			todo = todo[n:]
+			if !ok {
+				break // something moved: scan again
+			}
+			done += n
+			if progress != nil {
+				progress(done, len(todo))
+			}
+		}
+	}
+}
+
+// staleSeals returns the values to re-seal, with the data keys that seal
+// them now and the revision those were read at.
+func (s *Store) staleSeals(ctx context.Context) ([]*mvccpb.KeyValue, *seal.Keyring, int64, error) {
+	s.keys.invalidate() // the newest keys, whatever this node last saw
+	ring, rev, err := s.keys.table(ctx)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	sch := s.schema.Load().schema
+	var todo []*mvccpb.KeyValue
+	err = s.scanValues(ctx, func(key string, kv *mvccpb.KeyValue) {
+		var env envelope
+		if json.Unmarshal(kv.Value, &env) != nil {
+			return
+		}
+		if env.Sealed == nil {
+			if k, ok := sch.Lookup(key); !ok || !k.Sensitive {
+				return
+			}
+		} else if k, ok := chooseKey(ring, key); ok && k.ID == env.Sealed.Key {
+			return
+		}
+		todo = append(todo, kv)
+	})
+	return todo, ring, rev, err
+}
+
+// reseal rewrites a batch of values sealed with the keys of ring; false if
+// a value or the data keys changed since they were read.
+func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysRev int64, kvs []*mvccpb.KeyValue) (bool, error) {
+	now := s.now()
+	cmps := []clientv3.Cmp{s.keys.unchanged(keysRev)}
+	var ops []clientv3.Op
+	var changes []Change
+	ids := map[string]bool{}
+	for _, kv := range kvs {
+		key, _ := s.layout.KeyOf(string(kv.Key))
+		var env envelope
+		if err := json.Unmarshal(kv.Value, &env); err != nil {
+			return false, cfgerr.Errorf(cfgerr.Internal, key, "", "stored envelope is corrupt: %v", err)
+		}
+		if env.Sealed != nil {
+			raw, err := ring.Open(key, env.Sealed)
+			if err != nil {
+				return false, cfgerr.Errorf(cfgerr.Sealed, key, "", "%v", err)
+			}
+			env.Value = raw
+		}
+		k, _ := chooseKey(ring, key)
+		box, err := seal.Seal(k, key, env.Value)
+		if err != nil {
+			return false, cfgerr.Wrap(cfgerr.Internal, err)
+		}
+		ids[k.ID] = true
+		env.Value, env.Sealed, env.Sensitive = nil, box, true
+		env.Actor, env.Time, env.Comment = meta.Actor, now.UTC(), "re-sealed with data key "+k.ID
+		b, _ := json.Marshal(env)
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+		ops = append(ops, clientv3.OpPut(string(kv.Key), string(b)))
+		changes = append(changes, Change{Key: key, Old: Redacted, New: Redacted, OldRevision: kv.ModRevision, Redacted: true})
+	}
+	if meta.Comment == "" {
+		meta.Comment = fmt.Sprintf("re-sealed %d value(s) with data key(s) %s", len(kvs), strings.Join(slices.Sorted(maps.Keys(ids)), ", "))
+	}
+	rec := newAuditRecord(meta, now)
+	rec.Changes = changes
+	ops = append(ops, s.auditOps(rec)...)
+	ops = append(ops, clientv3.OpPut(s.layout.GenerationKey(), ""), clientv3.OpPut(s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, EtcdError(err)
+	}
+	return resp.Succeeded, nil
+}
+
+// scanValues calls fn with every stored value, in pages, at one revision.
+func (s *Store) scanValues(ctx context.Context, fn func(key string, kv *mvccpb.KeyValue)) error {
+	from, end := s.layout.ValuesPrefix(), clientv3.GetPrefixRangeEnd(s.layout.ValuesPrefix())
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(1000)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.kv.Get(ctx, from, opts...)
+		if err != nil {
+			return readError(err)
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			key, _ := s.layout.KeyOf(string(kv.Key))
+			fn(key, kv)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// validScope checks a data key's scope: "" or the start of key names.
+func validScope(prefix string) error {
+	for _, r := range prefix {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return cfgerr.Errorf(cfgerr.Invalid, "", "prefix", "%q is not the start of a key name: lowercase letters, digits, '.', '_' and '-' only", prefix)
+		}
+	}
+	if len(prefix) > 256 {
+		return cfgerr.Errorf(cfgerr.Invalid, "", "prefix", "a prefix of %d bytes is longer than a key name may be (256)", len(prefix))
+	}
+	return nil
+}
+
+func scopeName(prefix string) string {
+	if prefix == "" {
+		return "every key"
+	}
+	return prefix
+}
+
+func errNoKeyring() error {
+	return cfgerr.Errorf(cfgerr.FailedPrecondition, "", "", "this node has no encryption keyring (--encryption-keyring)")
+}

@@ -1,0 +1,132 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cfgcluster/api"
+	"cfgcluster/auth"
+	"cfgcluster/cfgerr"
+	"cfgcluster/node"
+	"cfgcluster/seal"
+)
+
+// A secret set through the API is in neither the member's bbolt file, nor
+// its WAL, nor a snapshot saved through the API; a value that is not
+// sensitive is in all three (so the scan would find the secret there).
+func TestSecretsSealedAtRest(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	_, c := startNode(t, "../examples/schema.yaml", func(cfg *node.Config) { cfg.DataDir = dir })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const secret, clear = "s3cret-9f2c71aa", "plain-4be01d9c"
+	if _, err := c.Set(ctx, "db.password", api.SetRequest{Text: str(secret)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(ctx, "site.banner", api.SetRequest{Text: str(clear)}); err != nil {
+		t.Fatal(err)
+	}
+	var snap bytes.Buffer
+	if _, err := c.Snapshot(ctx, &snap); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"snapshot": snap.Bytes()}
+	filepath.WalkDir(filepath.Join(dir, "member"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".wal") || filepath.Base(path) == "db") {
+			b, _ := os.ReadFile(path)
+			files[strings.TrimPrefix(path, dir)] = b
+		}
+		return nil
+	})
+	if len(files) < 3 {
+		t.Fatalf("found %d files to scan", len(files))
+	}
+	for name, b := range files {
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s holds the secret in clear", name)
+		}
+		if !bytes.Contains(b, []byte(clear)) && (name == "snapshot" || filepath.Base(name) == "db") {
+			t.Errorf("%s does not hold the value in clear either: the scan proves nothing", name)
+		}
+	}
+	// The keyring it made is beside the data directory, not in it.
+	if _, err := os.Stat(node.KeyringFile(dir)); err != nil || strings.HasPrefix(node.KeyringFile(dir), dir+"/") {
+		t.Fatalf("keyring %s: %v", node.KeyringFile(dir), err)
+	}
+	// The value reads back as before: redacted for the API.
+	if v, err := c.Get(ctx, "db.password", 0); err != nil || v.Value != api.Redacted {
+		t.Fatalf("get: %+v %v", v, err)
+	}
+}
+
+// The keys API: status counts what each key seals, rotation for a prefix,
+// an export refused while a value of the prefix is sealed with a wider key
+// and given once reencrypt has moved it, each audited; and a node whose
+// keyring lacks the cluster's key-encryption key refuses to start.
+func TestEncryptionKeysAPI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n, c := startNode(t, "../examples/schema.yaml", func(cfg *node.Config) { cfg.DataDir = dir })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Set(ctx, "db.password", api.SetRequest{Text: str("one")}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.EncryptionKeys(ctx)
+	if err != nil || len(st.Keys) != 1 || st.Keys[0].Values != 1 || !st.Keys[0].Primary || st.Keys[0].Prefix != "" {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	first := st.Keys[0].ID
+	k, err := c.RotateKey(ctx, api.RotateKeyRequest{Prefix: "db.", Comment: "db team's own key"})
+	if err != nil || k.Prefix != "db." {
+		t.Fatalf("rotate: %+v %v", k, err)
+	}
+	if _, err := c.ExportKeys(ctx, api.ExportKeysRequest{Prefix: "db."}); cfgerr.CodeOf(err) != cfgerr.FailedPrecondition || !strings.Contains(err.Error(), first) {
+		t.Fatalf("export before reencrypt: %v", err)
+	}
+	r, err := c.Reencrypt(ctx, api.ReencryptRequest{})
+	if err != nil || r.Resealed != 1 {
+		t.Fatalf("reencrypt: %+v %v", r, err)
+	}
+	raw, err := c.ExportKeys(ctx, api.ExportKeysRequest{Prefix: "db."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := seal.ParseKeyring(raw)
+	if err != nil || len(ring.Keys) != 1 || ring.Keys[0].ID != k.ID {
+		t.Fatalf("exported: %v %v", ring, err)
+	}
+	recs, _ := c.Audit(ctx, "", 0, 0)
+	var actions []string
+	for _, rec := range recs.Records {
+		if rec.Action == "keys" {
+			actions = append(actions, rec.Comment)
+		}
+	}
+	if len(actions) != 3 {
+		t.Fatalf("audited key operations: %q", actions)
+	}
+	if _, err := c.RotateKey(ctx, api.RotateKeyRequest{Prefix: "DB"}); cfgerr.CodeOf(err) != cfgerr.Invalid {
+		t.Fatalf("a bad prefix: %v", err)
+	}
+
+	// Another node on this etcd, with a keyring of its own, refuses to start.
+	cred, err := auth.ReadEtcdCredential(node.EtcdCredentialFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.keyring")
+	own, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	if err := seal.WriteKeyring(other, own); err != nil {
+		t.Fatal(err)
+	}
+	_, err = node.Start(ctx, node.Config{EtcdEndpoints: n.ClientURLs(), EtcdUser: cred.User + ":" + cred.Password, APIAddr: "127.0.0.1:0", EncryptionKeyring: other, DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "does not hold") || !strings.Contains(err.Error(), own.Keys[0].ID) && !strings.Contains(err.Error(), "kek-") {
+		t.Fatalf("a node with another keyring: %v", err)
+	}
+}
