@@ -12,6 +12,7 @@ import (
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/schema"
+	"cfgcluster/seal"
 )
 
 // Actions recorded in the audit trail.
@@ -74,6 +75,11 @@ type Change struct {
 	Redacted    bool   `json:"redacted,omitempty"`
 	OldOmitted  bool   `json:"old_omitted,omitempty"`
 	NewOmitted  bool   `json:"new_omitted,omitempty"`
+	// A sensitive key's values, sealed as its envelope holds them: its
+	// history, diff and rollback work past compaction for whoever holds
+	// the key. Omitted in a stored record when large, as values are.
+	OldSealed *seal.Box `json:"old_sealed,omitempty"`
+	NewSealed *seal.Box `json:"new_sealed,omitempty"`
 }
 
 // keyEntry is the audit trail's index entry of one key's change: the key's
@@ -88,6 +94,7 @@ type keyEntry struct {
 	OldRevision int64     `json:"old_revision,omitempty"`
 	Deleted     bool      `json:"deleted,omitempty"`
 	Redacted    bool      `json:"redacted,omitempty"`
+	Sealed      *seal.Box `json:"sealed,omitempty"` // a sensitive key's new value, sealed
 }
 
 // Touches reports whether the record changes key.
@@ -277,14 +284,14 @@ func (s *Store) auditOps(full AuditRecord) []clientv3.Op {
 	ops := make([]clientv3.Op, 0, len(full.Changes)+1)
 	for _, c := range full.Changes {
 		e := keyEntry{ID: id, Time: rec.Time, Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment,
-			New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted}
+			New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted, Sealed: c.NewSealed}
 		data, _ := json.Marshal(e)
 		ops = append(ops, clientv3.OpPut(s.layout.auditKeyEntry(c.Key, id), string(data)))
-		if large(c.Old) {
-			c.Old, c.OldOmitted = nil, true
+		if large(c.Old) || c.OldSealed != nil && len(c.OldSealed.Data) > InlineValueBytes {
+			c.Old, c.OldSealed, c.OldOmitted = nil, nil, true
 		}
-		if large(c.New) {
-			c.New, c.NewOmitted = nil, true
+		if large(c.New) || c.NewSealed != nil && len(c.NewSealed.Data) > InlineValueBytes {
+			c.New, c.NewSealed, c.NewOmitted = nil, nil, true
 		}
 		rec.Changes = append(rec.Changes, c)
 	}

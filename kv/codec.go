@@ -93,6 +93,15 @@ func encodeValue(k *schema.Key, v any) (json.RawMessage, error) {
 	return raw, nil
 }
 
+// sealedBox is a stored value's sealed form; nil if it is stored in clear.
+func sealedBox(kv *mvccpb.KeyValue) *seal.Box {
+	var env struct {
+		Sealed *seal.Box `json:"x"`
+	}
+	json.Unmarshal(kv.Value, &env)
+	return env.Sealed
+}
+
 // encodeEnvelope encodes a value's envelope; a sealed value (box not nil)
 // is kept only sealed.
 func encodeEnvelope(k *schema.Key, raw json.RawMessage, box *seal.Box, actor, comment string, at time.Time) []byte {

@@ -49,18 +49,19 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 			if err != nil {
 				return nil, false, err
 			}
-			c.Old, c.OldRevision = redact(p.key, prev.Value), old.ModRevision
+			c.Old, c.OldRevision, c.OldSealed = redact(p.key, prev.Value), old.ModRevision, sealedBox(old)
+		}
+		var box *seal.Box
+		if p.key.Sensitive && p.value != nil && !meta.DryRun {
+			if box, err = tx.sealValue(key, p.raw); err != nil {
+				return nil, false, err
+			}
+			c.NewSealed = box // the audit trail keeps it sealed, as the value is
 		}
 		rec.Changes = append(rec.Changes, c)
 		if p.value == nil {
 			ops = append(ops, clientv3.OpDelete(ek))
 			continue
-		}
-		var box *seal.Box
-		if p.key.Sensitive && !meta.DryRun {
-			if box, err = tx.sealValue(key, p.raw); err != nil {
-				return nil, false, err
-			}
 		}
 		ops = append(ops, clientv3.OpPut(ek, string(encodeEnvelope(p.key, p.raw, box, meta.Actor, meta.Comment, now))))
 	}

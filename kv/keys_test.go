@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
 	"cfgcluster/seal"
 )
@@ -245,4 +246,37 @@ func mustRing(t *testing.T, keys ...seal.Key) *seal.Keyring {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// The audit trail keeps a sensitive key's values sealed, not redacted:
+// after compaction its history, its value at a revision and a rollback to
+// one still work for whoever holds the keys, and the trail holds no
+// plaintext.
+func TestSealedHistoryPastCompaction(t *testing.T) {
+	s, c := newStore(t)
+	first := setSecret(t, s, "db.password", "hunter2")
+	setSecret(t, s, "db.password", "correct-horse")
+	etcdtest.Compact(t, c)
+	e, err := s.Get(ctx(t), "db.password", first.Revision)
+	if err != nil || e.Value != "hunter2" || !e.Sensitive {
+		t.Fatalf("value at a compacted revision: %+v %v", e, err)
+	}
+	if _, err := s.Rollback(ctx(t), kv.Meta{Actor: "alice"}, "db.password", first.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.Get(ctx(t), "db.password", 0); e.Value != "hunter2" {
+		t.Fatalf("rolled back to %v", e.Value)
+	}
+	trail, err := c.Get(ctx(t), s.Layout().Prefix()+"v1/audit", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range trail.Kvs {
+		if bytes.Contains(kv.Value, []byte("hunter2")) || bytes.Contains(kv.Value, []byte("correct-horse")) {
+			t.Fatalf("%s holds a secret in clear", kv.Key)
+		}
+	}
+	if _, err := kv.New(c).Get(ctx(t), "db.password", first.Revision); cfgerr.CodeOf(err) != cfgerr.Sealed {
+		t.Fatalf("a store without the keys, past compaction: %v", err)
+	}
 }

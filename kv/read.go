@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sort"
 	"strings"
@@ -119,15 +120,28 @@ func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key stri
 	if err != nil || e.Deleted {
 		return nil, err
 	}
-	if e.Redacted {
-		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is sensitive: its value is not kept in the audit trail", rev)
+	if e.Redacted && e.Sealed == nil {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is sensitive: its value was written before sealed values were kept in the audit trail", rev)
 	}
 	k, ok := sch.Lookup(key)
 	if !ok {
 		return nil, cfgerr.Errorf(cfgerr.NotFound, key, "revision", "revision %d is compacted and the key is no longer in the schema", rev)
 	}
-	return &Entry{Key: key, Value: auditValue(sch, key, e.New), Type: k.Type, Source: SourceCluster, Actor: e.Actor,
-		Time: e.Time, Comment: e.Comment, Revision: kv.ModRevision, Sensitive: k.Sensitive}, nil
+	v := e.New
+	if e.Sealed != nil {
+		if s.layout.open == nil {
+			return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "the value at revision %d is sealed and this store has no keyring", rev)
+		}
+		raw, err := s.layout.open.Open(key, e.Sealed)
+		if err != nil {
+			return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "%v", err)
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, cfgerr.Errorf(cfgerr.Internal, key, "", "sealed audit value at revision %d is corrupt: %v", rev, err)
+		}
+	}
+	return &Entry{Key: key, Value: auditValue(sch, key, v), Type: k.Type, Source: SourceCluster, Actor: e.Actor,
+		Time: e.Time, Comment: e.Comment, Revision: kv.ModRevision, Sensitive: k.Sensitive || e.Redacted}, nil
 }
 
 // auditValue types a value from an audit record (its JSON form) by the
