@@ -171,6 +171,21 @@ func (c *Client) Get(ctx context.Context, key string, rev int64) (*Value, error)
 	return &v, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+revQuery(rev), nil, &v)
 }
 
+// Reveal returns a sensitive key's value in clear (Get redacts it): the
+// caller needs read-sensitive on the key, and the read is audited with
+// comment.
+func (c *Client) Reveal(ctx context.Context, key string, rev int64, comment string) (*Value, error) {
+	q := url.Values{"reveal": {"true"}}
+	if rev > 0 {
+		q.Set("revision", fmt.Sprint(rev))
+	}
+	if comment != "" {
+		q.Set("comment", comment)
+	}
+	var v Value
+	return &v, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(key)+"?"+q.Encode(), nil, &v)
+}
+
 // GetLinearizable returns a key's current value read through etcd's quorum
 // (Get reads the node's cache, which may lag another node's write by ms).
 func (c *Client) GetLinearizable(ctx context.Context, key string) (*Value, error) {

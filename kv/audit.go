@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -22,7 +23,8 @@ const (
 	ActionApply    = "apply"
 	ActionRollback = "rollback"
 	ActionSchema   = "schema"
-	ActionAuth     = "auth" // a token or role created, changed or revoked
+	ActionAuth     = "auth"   // a token or role created, changed or revoked
+	ActionReveal   = "reveal" // a sensitive value read in clear
 )
 
 // Redacted stands in for a sensitive value in audit records and API output.
@@ -268,6 +270,20 @@ func (s *Store) AuditOp(meta Meta, changes []Change) []clientv3.Op {
 	rec := newAuditRecord(meta, s.now())
 	rec.Changes = changes
 	return s.auditOps(rec)
+}
+
+// AuditRead records that meta.Actor read key's sensitive value, the one
+// written at revision rev, in clear.
+func (s *Store) AuditRead(ctx context.Context, meta Meta, key string, rev int64) error {
+	if err := checkMeta(meta); err != nil {
+		return err
+	}
+	meta.Action = ActionReveal
+	if meta.Comment == "" {
+		meta.Comment = fmt.Sprintf("read the value of revision %d in clear", rev)
+	}
+	_, err := s.kv.Txn(ctx).Then(s.AuditOp(meta, []Change{{Key: key, OldRevision: rev, Redacted: true}})...).Commit()
+	return EtcdError(err)
 }
 
 func newAuditRecord(meta Meta, now time.Time) AuditRecord {

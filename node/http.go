@@ -26,6 +26,7 @@ import (
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
+	"cfgcluster/schema"
 )
 
 // maxBody bounds a request body: a batch of values, each up to kv.MaxValueBytes.
@@ -300,6 +301,9 @@ func (n *Node) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if r.URL.Query().Get("reveal") == "true" {
+		return n.revealKey(w, r, rev)
+	}
 	if rev == 0 && r.URL.Query().Get("consistency") != "linearizable" {
 		// The current value, from the node's cache: no etcd round trip.
 		// It may lag a write made through another node by milliseconds;
@@ -315,6 +319,28 @@ func (n *Node) getKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, wireValue(n.watch.Schema(), e))
+}
+
+// revealKey answers a sensitive value in clear to a caller with
+// read-sensitive on the key, once the read is in the audit trail (no
+// record, no value).
+func (n *Node) revealKey(w http.ResponseWriter, r *http.Request, rev int64) error {
+	key := r.PathValue("key")
+	if !principal(r).Can(auth.ReadSensitive, key) {
+		return cfgerr.Errorf(cfgerr.Forbidden, key, "", "revealing a sensitive value needs %s on the key", auth.ReadSensitive)
+	}
+	e, err := n.store.Get(r.Context(), key, rev)
+	if err != nil {
+		return err
+	}
+	v := wireValue(n.watch.Schema(), e)
+	if e.Sensitive && e.Source == kv.SourceCluster {
+		if err := n.store.AuditRead(r.Context(), kv.Meta{Actor: actor(r), Comment: r.URL.Query().Get("comment")}, key, e.Revision); err != nil {
+			return err
+		}
+		v.Value = schema.Encode(e.Value)
+	}
+	return writeJSON(w, http.StatusOK, v)
 }
 
 func (n *Node) listKeys(w http.ResponseWriter, r *http.Request) error {

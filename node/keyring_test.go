@@ -130,3 +130,51 @@ func TestEncryptionKeysAPI(t *testing.T) {
 		t.Fatalf("a node with another keyring: %v", err)
 	}
 }
+
+// A sensitive value is shown in clear only to a caller with read-sensitive
+// on the key, and only once the read is in the audit trail.
+func TestRevealNeedsReadSensitive(t *testing.T) {
+	n, c := startNode(t, "../examples/schema.yaml")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := c.Set(ctx, "db.password", api.SetRequest{Text: str("hunter2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutRole(ctx, api.Role{Name: "dba", Grants: []api.Grant{{Verbs: []string{"read-sensitive"}, Prefix: "db."}}}); err != nil {
+		t.Fatal(err)
+	}
+	token := func(name string, roles ...string) *api.Client {
+		tok, err := c.CreateToken(ctx, api.TokenRequest{Name: name, Subject: name, Roles: roles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return api.NewClient(n.APIURL(), tok.Token)
+	}
+	for _, who := range []*api.Client{token("ed", "editor"), token("vi", "viewer")} {
+		if _, err := who.Reveal(ctx, "db.password", 0, ""); cfgerr.CodeOf(err) != cfgerr.Forbidden || !strings.Contains(err.Error(), "read-sensitive") {
+			t.Fatalf("reveal without read-sensitive: %v", err)
+		}
+	}
+	dba := token("dana", "dba")
+	v, err := dba.Reveal(ctx, "db.password", 0, "rotating the app's pool")
+	if err != nil || v.Value != "hunter2" {
+		t.Fatalf("reveal: %+v %v", v, err)
+	}
+	if v, _ := dba.Get(ctx, "db.password", 0); v.Value != api.Redacted {
+		t.Fatalf("a plain get shows %v", v.Value)
+	}
+	recs, err := c.Audit(ctx, "db.password", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reveals []api.AuditRecord
+	for _, rec := range recs.Records {
+		if rec.Action == "reveal" {
+			reveals = append(reveals, rec)
+		}
+	}
+	if len(reveals) != 1 || reveals[0].Actor != "dana" || reveals[0].Comment != "rotating the app's pool" || reveals[0].Changes[0].OldRevision != r.Revision {
+		t.Fatalf("reveals in the audit trail: %+v", reveals)
+	}
+}

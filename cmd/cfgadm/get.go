@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"cfgcluster/api"
 )
 
 func getCommand() *cli.Command {
@@ -14,6 +16,8 @@ func getCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.Int64Flag{Name: "revision", Usage: "the value at this revision"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "then print the key's changes as they happen"},
+			&cli.BoolFlag{Name: "reveal", Usage: "show a sensitive value in clear (needs read-sensitive on the key; the read is audited)"},
+			&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why you reveal it, for the audit trail"},
 			retryForFlag,
 		},
 		BashComplete: completeKeys,
@@ -22,7 +26,13 @@ func getCommand() *cli.Command {
 				return err
 			}
 			key := c.Args().First()
-			v, err := client(c).Get(c.Context, key, c.Int64("revision"))
+			var v *api.Value
+			var err error
+			if c.Bool("reveal") {
+				v, err = client(c).Reveal(c.Context, key, c.Int64("revision"), c.String("comment"))
+			} else {
+				v, err = client(c).Get(c.Context, key, c.Int64("revision"))
+			}
 			if err != nil {
 				return suggestKeys(c, key, err)
 			}
