@@ -123,6 +123,7 @@ func TestServiceAccounts(t *testing.T) {
 		{"put", "/cfgcluster/v1/maintenance/global", "{}"},
 		{"get", "--prefix", "/cfgcluster/v1/audit/"},
 		{"get", "--prefix", "/cfgcluster/v1/auth/"},
+		{"get", "--prefix", "/cfgcluster/v1/keys/"}, // the wrapped data keys
 		{"get", "/cfgcluster/v1/generation"},
 		{"user", "list"},
 	}

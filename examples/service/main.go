@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +20,7 @@ import (
 
 	"cfgcluster/adapters"
 	"cfgcluster/auth"
+	"cfgcluster/cfgerr"
 	"cfgcluster/kv"
 	"cfgcluster/leases"
 	"cfgcluster/schema"
@@ -121,10 +124,17 @@ func run() error {
 		}
 		v, err := cfg.Lookup(key)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			http.Error(w, err.Error(), cfgerr.HTTPStatus(cfgerr.CodeOf(err)))
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]any{"key": v.Key, "value": schema.Encode(v.Value), "source": v.Source, "revision": v.Revision})
+		out := map[string]any{"key": v.Key, "value": schema.Encode(v.Value), "source": v.Source, "revision": v.Revision}
+		if k, ok := cfg.Schema().Lookup(key); ok && k.Sensitive {
+			// A secret is never shown; its fingerprint tells whether this
+			// instance has the one expected.
+			sum := sha256.Sum256([]byte(fmt.Sprint(v.Value)))
+			out["value"], out["sha256"] = "<redacted>", hex.EncodeToString(sum[:])
+		}
+		json.NewEncoder(w).Encode(out)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s serving\n", *service) })
 	srv := &http.Server{Addr: *addr, Handler: adapters.Maintenance(cfg, *service, "/healthz", "/config")(mux),
