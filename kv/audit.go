@@ -62,6 +62,13 @@ type AuditRecord struct {
 	// SchemaRevision is the revision of the schema replaced, for schema changes.
 	SchemaChanged  bool  `json:"schema_changed,omitempty"`
 	SchemaRevision int64 `json:"schema_revision,omitempty"`
+	// Proposal is the proposal the record is about, or whose last approval
+	// applied the change; Approvers approved it (Actor is its author).
+	Proposal  string   `json:"proposal,omitempty"`
+	Approvers []string `json:"approvers,omitempty"`
+	// Forced marks a change of keys that need approval applied without it
+	// (break-glass); Comment says why.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // Change is one key's part of a change. Old and New are JSON forms of the

@@ -2,9 +2,11 @@ package kv
 
 import (
 	"sort"
+	"strings"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/seal"
@@ -33,8 +35,39 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		}
 		return nil, false, err
 	}
+	needs, critical := tx.needsApproval()
+	var extraCmps []clientv3.Cmp
+	var extraOps []clientv3.Op
+	switch {
+	case needs == 0 || meta.DryRun:
+	case meta.proposal != nil:
+		// The last approval of a proposal: applied only on what it read.
+		cmps, ops, retry, err := tx.applyChecks(meta.proposal)
+		if err != nil || retry {
+			return nil, false, err
+		}
+		extraCmps, extraOps = cmps, ops
+	case meta.Force:
+		tx.s.log.Warn("a change of keys that need approval applied without it (break-glass)",
+			zap.Strings("keys", critical), zap.String("by", meta.Actor), zap.String("reason", meta.Comment))
+	case tx.listed:
+		return nil, false, cfgerr.Errorf(cfgerr.FailedPrecondition, critical[0], "approval",
+			"the change would change keys that need approval (%s): change them on their own, to be proposed", strings.Join(critical, ", "))
+	case meta.NoPropose:
+		return nil, false, cfgerr.Errorf(cfgerr.FailedPrecondition, critical[0], "approval",
+			"%s need(s) %d approval(s): the change was not proposed (no-propose)", strings.Join(critical, ", "), needs)
+	default:
+		return tx.propose(meta, needs)
+	}
 	now := tx.s.now()
 	rec := newAuditRecord(meta, now)
+	rec.Forced = meta.Force && needs > 0
+	if p := meta.proposal; p != nil {
+		rec.Proposal = p.ID
+		for _, a := range p.Approvals {
+			rec.Approvers = append(rec.Approvers, a.Actor)
+		}
+	}
 	var ops []clientv3.Op
 	for _, key := range tx.order {
 		p := tx.writes[key]
@@ -82,9 +115,11 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""),
 			clientv3.OpPut(tx.s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
 	}
+	ops = append(ops, extraOps...)
 	// If every read is still current, write; else read back what changed,
 	// in the same round trip, for the retry.
 	cmps, elses, keys := tx.guards()
+	cmps = append(cmps, extraCmps...)
 	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
 		tx.s.forget(keys)
@@ -112,7 +147,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	if tx.newSch != nil {
 		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: rev, Value: tx.doc}})
 	}
-	return &Result{Revision: rev, Changes: rec.Changes, Unchanged: tx.unchanged}, true, nil
+	return &Result{Revision: rev, Changes: rec.Changes, Unchanged: tx.unchanged, Forced: rec.Forced}, true, nil
 }
 
 // guards are the commit's compares (every read, the listing and the schema

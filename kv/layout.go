@@ -36,6 +36,13 @@ func (l Layout) WithOpener(o seal.Opener) Layout {
 	return l
 }
 
+// ProposalsPrefix holds proposals (Proposal records): inside the client
+// range, so watchers and SSE streams see them come and go.
+func (l Layout) ProposalsPrefix() string { return l.prefix + "v1/proposals/" }
+
+// ProposalKey holds one proposal.
+func (l Layout) ProposalKey(id string) string { return l.ProposalsPrefix() + id }
+
 // DataKeysPrefix holds the data keys that seal sensitive values, wrapped
 // (DataKey records): outside the client range.
 func (l Layout) DataKeysPrefix() string { return l.prefix + "v1/keys/" }

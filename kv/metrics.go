@@ -16,7 +16,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cfgcluster_kv_writes_total", Help: "Changes attempted, by action and outcome (ok, invalid, conflict, failed_precondition, error, dry_run).",
+			Name: "cfgcluster_kv_writes_total", Help: "Changes attempted, by action and outcome (ok, invalid, conflict, failed_precondition, error, dry_run; proposed: stored for approval; forced: keys that need approval changed without it).",
 		}, []string{"action", "outcome"}),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cfgcluster_kv_validation_failures_total", Help: "Changes refused by validation, by what refused them (type, rule, schema).",

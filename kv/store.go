@@ -44,6 +44,8 @@ type Store struct {
 	// same round trip, as etcd's STM and leasing cache do.
 	// keys seals and opens sensitive values (WithProvider); nil: none.
 	keys *dataKeys
+	// proposalTTL is how long a proposal waits for its approvals.
+	proposalTTL time.Duration
 
 	mu     sync.Mutex
 	seen   map[string]seenKV
@@ -65,10 +67,14 @@ func WithMetrics(m *Metrics) Option { return func(s *Store) { s.metrics = m } }
 // WithMaxRetries sets how many times a conflicting change is retried.
 func WithMaxRetries(n int) Option { return func(s *Store) { s.maxRetries = n } }
 
+// WithProposalTTL sets how long a proposal waits for approval (default
+// DefaultProposalTTL).
+func WithProposalTTL(d time.Duration) Option { return func(s *Store) { s.proposalTTL = d } }
+
 // New returns a Store over an etcd KV (a client, or a namespace.NewKV wrapper).
 func New(kv clientv3.KV, opts ...Option) *Store {
 	past, _ := lru.New[int64, *schema.Schema](pastSchemas)
-	s := &Store{kv: kv, layout: NewLayout(""), log: zap.NewNop(), maxRetries: DefaultMaxRetries, now: time.Now,
+	s := &Store{kv: kv, layout: NewLayout(""), log: zap.NewNop(), maxRetries: DefaultMaxRetries, now: time.Now, proposalTTL: DefaultProposalTTL,
 		seen: map[string]seenKV{}, past: past}
 	for _, o := range opts {
 		o(s)
@@ -90,6 +96,14 @@ type Meta struct {
 	Comment string
 	Action  string // one of the Action constants
 	DryRun  bool   // validate and report, write nothing
+	// A change of keys that need approval is stored as a proposal; with
+	// NoPropose it is refused instead, and with Force (break-glass, for
+	// admins: the caller checks) it applies at once, marked forced.
+	NoPropose bool
+	Force     bool
+	// proposal is set when the change is a proposal's, applied by its
+	// last approval: it is written as applied in the same transaction.
+	proposal *Proposal
 }
 
 // Result is what a change did.
@@ -100,6 +114,12 @@ type Result struct {
 	// already, so not written and not in the audit record.
 	Unchanged []string `json:"unchanged,omitempty"`
 	DryRun    bool     `json:"dry_run,omitempty"`
+	// Proposal is set when the change needs approval: it was stored as
+	// this proposal, and nothing else was written.
+	Proposal *Proposal `json:"proposal,omitempty"`
+	// Forced is set when keys that need approval were changed without it
+	// (Meta.Force): a critical change, counted and logged as such.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // Write is one key's part of a change.
@@ -127,6 +147,10 @@ func (s *Store) Update(ctx context.Context, meta Meta, prefetch []string, fn fun
 			outcome = string(cfgerr.CodeOf(err))
 		} else if meta.DryRun {
 			outcome = "dry_run"
+		} else if res.Proposal != nil {
+			outcome = "proposed"
+		} else if res.Forced {
+			outcome = "forced"
 		}
 		m.writes.WithLabelValues(meta.Action, outcome).Inc()
 		m.commitSecs.Observe(time.Since(start).Seconds())

@@ -36,7 +36,8 @@ type Key struct {
 	Description     string   `json:"description,omitempty"`
 	RequiresRestart bool     `json:"requires_restart,omitempty"`
 	Sensitive       bool     `json:"sensitive,omitempty"`
-	Approval        string   `json:"approval,omitempty"` // "required" marks a critical key
+	Approval        string   `json:"approval,omitempty"`  // "required" marks a critical key
+	Approvals       int      `json:"approvals,omitempty"` // distinct approvals a change needs (default 1)
 	Owner           string   `json:"owner,omitempty"`
 
 	def, min, max any // typed forms of Default, Min, Max
@@ -45,6 +46,21 @@ type Key struct {
 
 // ApprovalRequired is the value of Key.Approval that marks a critical key.
 const ApprovalRequired = "required"
+
+// MaxApprovals bounds a key's approvals.
+const MaxApprovals = 10
+
+// NeedsApproval reports whether a change of the key needs approval.
+func (k *Key) NeedsApproval() bool { return k.Approval == ApprovalRequired }
+
+// ApprovalsNeeded is how many distinct approvals a change of the key needs
+// (0 when it needs none).
+func (k *Key) ApprovalsNeeded() int {
+	if !k.NeedsApproval() {
+		return 0
+	}
+	return max(k.Approvals, 1)
+}
 
 // Parse reads a YAML or JSON schema document and validates it. Unknown fields
 // are refused. On error nothing of the document is usable: the error joins
@@ -178,6 +194,11 @@ func (k *Key) Validate() error {
 	}
 	if k.Approval != "" && k.Approval != ApprovalRequired {
 		errs = append(errs, k.errorf("approval", "unknown approval %q (only %q)", k.Approval, ApprovalRequired))
+	}
+	if k.Approvals != 0 && (k.Approvals < 1 || k.Approvals > MaxApprovals) {
+		errs = append(errs, k.errorf("approvals", "%d approvals: give 1 to %d", k.Approvals, MaxApprovals))
+	} else if k.Approvals != 0 && !k.NeedsApproval() {
+		errs = append(errs, k.errorf("approvals", "is set but the key does not need approval (add approval: required)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
