@@ -224,12 +224,50 @@ func waitQuery(wait time.Duration) string {
 
 // Delete removes a key's value: it falls back to its default.
 func (c *Client) Delete(ctx context.Context, key, comment string) (*WriteResult, error) {
+	return c.DeleteWith(ctx, key, comment, WriteOptions{})
+}
+
+// DeleteWith removes a key's value, with what to do if it needs approval.
+func (c *Client) DeleteWith(ctx context.Context, key, comment string, opt WriteOptions) (*WriteResult, error) {
 	var r WriteResult
-	q := ""
+	q := url.Values{}
 	if comment != "" {
-		q = "?" + url.Values{"comment": {comment}}.Encode()
+		q.Set("comment", comment)
 	}
-	return &r, c.do(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(key)+q, nil, &r)
+	if opt.NoPropose {
+		q.Set("no_propose", "true")
+	}
+	if opt.Force {
+		q.Set("force", "true")
+	}
+	path := "/v1/keys/" + url.PathEscape(key)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return &r, c.do(ctx, http.MethodDelete, path, nil, &r)
+}
+
+// Proposals lists proposals in a state ("" for all), newest first.
+func (c *Client) Proposals(ctx context.Context, state string) (*ProposalList, error) {
+	var l ProposalList
+	q := ""
+	if state != "" {
+		q = "?" + url.Values{"state": {state}}.Encode()
+	}
+	return &l, c.do(ctx, http.MethodGet, "/v1/proposals"+q, nil, &l)
+}
+
+// Proposal returns a proposal with the current values of its keys.
+func (c *Client) Proposal(ctx context.Context, id string) (*Proposal, error) {
+	var p Proposal
+	return &p, c.do(ctx, http.MethodGet, "/v1/proposals/"+url.PathEscape(id), nil, &p)
+}
+
+// Decide approves, rejects or withdraws a proposal (decision: "approve",
+// "reject" or "withdraw").
+func (c *Client) Decide(ctx context.Context, id, decision, comment string) (*Proposal, error) {
+	var p Proposal
+	return &p, c.do(ctx, http.MethodPost, "/v1/proposals/"+url.PathEscape(id)+"/"+decision, DecisionRequest{Comment: comment}, &p)
 }
 
 // Apply writes a batch: every change or none.

@@ -133,6 +133,16 @@ type SetRequest struct {
 	Text           *string `json:"text,omitempty"`
 	Comment        string  `json:"comment,omitempty"`
 	ExpectRevision *int64  `json:"expect_revision,omitempty"`
+	WriteOptions
+}
+
+// WriteOptions say what to do with a change of keys that need approval:
+// by default it is stored as a proposal (202 Accepted, WriteResult.Proposal);
+// with NoPropose it is refused (412), and with Force (admin on every key,
+// and a comment saying why) it applies at once, marked forced.
+type WriteOptions struct {
+	NoPropose bool `json:"no_propose,omitempty"`
+	Force     bool `json:"force,omitempty"`
 }
 
 // Change is one key of a batch.
@@ -149,6 +159,7 @@ type ApplyRequest struct {
 	Changes []Change `json:"changes"`
 	Comment string   `json:"comment,omitempty"`
 	DryRun  bool     `json:"dry_run,omitempty"`
+	WriteOptions
 }
 
 // WriteResult answers every write.
@@ -159,6 +170,55 @@ type WriteResult struct {
 	// Unchanged are keys asked to be deleted that had no value: done already.
 	Unchanged []string `json:"unchanged,omitempty"`
 	Rollout   *Rollout `json:"rollout,omitempty"` // with ?wait=
+	// Proposal is set (202 Accepted) when the change needs approval: it
+	// was stored as this proposal and nothing else was written.
+	Proposal *Proposal `json:"proposal,omitempty"`
+	Forced   bool      `json:"forced,omitempty"`
+}
+
+// Proposal is a change waiting for approval (GET /v1/proposals/{id}).
+type Proposal struct {
+	ID        string           `json:"id"`
+	State     string           `json:"state"` // pending, applied, rejected, withdrawn, stale, expired
+	Author    string           `json:"author"`
+	Comment   string           `json:"comment,omitempty"`
+	Action    string           `json:"action"`
+	Created   time.Time        `json:"created"`
+	Expires   time.Time        `json:"expires"`
+	Needs     int              `json:"needs"` // approvals it needs in all
+	Approvals []Decision       `json:"approvals,omitempty"`
+	Closed    *Decision        `json:"closed,omitempty"`   // who rejected, withdrew or gave the last approval
+	Revision  int64            `json:"revision,omitempty"` // the change's, once applied
+	Changes   []ProposedChange `json:"changes"`
+}
+
+// ProposedChange is one key of a proposal with its current value, for the
+// diff; a sensitive key's are Redacted.
+type ProposedChange struct {
+	Key             string `json:"key"`
+	Value           any    `json:"value,omitempty"`
+	Delete          bool   `json:"delete,omitempty"`
+	Current         any    `json:"current,omitempty"`
+	CurrentRevision int64  `json:"current_revision,omitempty"` // 0: no value (the default applies)
+	BaseRevision    int64  `json:"base_revision"`              // the key's when proposed
+	Redacted        bool   `json:"redacted,omitempty"`
+}
+
+// Decision is an approval, a rejection or a withdrawal.
+type Decision struct {
+	Actor   string    `json:"actor"`
+	Time    time.Time `json:"time"`
+	Comment string    `json:"comment,omitempty"`
+}
+
+// ProposalList answers GET /v1/proposals?state=S, newest first.
+type ProposalList struct {
+	Proposals []Proposal `json:"proposals"`
+}
+
+// DecisionRequest is POST /v1/proposals/{id}/approve, /reject, /withdraw.
+type DecisionRequest struct {
+	Comment string `json:"comment,omitempty"`
 }
 
 // ChangeRecord is one key's part of a change.
@@ -210,6 +270,7 @@ type RollbackRequest struct {
 	All     bool   `json:"all,omitempty"`
 	To      int64  `json:"to"`
 	Comment string `json:"comment,omitempty"`
+	WriteOptions
 }
 
 // Schema answers GET /v1/schema.
@@ -242,6 +303,12 @@ type AuditRecord struct {
 	Changes        []ChangeRecord `json:"changes,omitempty"`
 	SchemaChanged  bool           `json:"schema_changed,omitempty"`
 	SchemaRevision int64          `json:"schema_revision,omitempty"`
+	// Proposal is the proposal the record is about (or whose approval
+	// applied the change: Actor is then its author, Approvers approved it);
+	// Forced marks a break-glass change of keys that need approval.
+	Proposal  string   `json:"proposal,omitempty"`
+	Approvers []string `json:"approvers,omitempty"`
+	Forced    bool     `json:"forced,omitempty"`
 }
 
 // AuditList answers GET /v1/audit?key=K&before=REV&limit=N, newest first.

@@ -103,6 +103,7 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 		"POST /v1/members": auth.Admin, "DELETE /v1/members/{member}": auth.Admin, "POST /v1/defrag": auth.Admin,
 		"GET /v1/snapshot": auth.Admin, "GET /v1/version": "", "GET /v1/whoami": "", "GET /v1/tokens": auth.Admin,
 		"POST /v1/tokens": auth.Admin, "DELETE /v1/tokens/{name}": auth.Admin, "GET /v1/roles": auth.Admin,
+		"GET /v1/proposals": auth.Read, "GET /v1/proposals/{id}": auth.Read, "POST /v1/proposals/{id}/{decision}": "",
 		"GET /v1/encryption-keys": auth.Admin, "POST /v1/encryption-keys": auth.Admin,
 		"POST /v1/encryption-keys/export": auth.Admin, "POST /v1/encryption-keys/reencrypt": auth.Admin,
 		"GET /v1/service-accounts": auth.Admin, "POST /v1/service-accounts": auth.Admin, "DELETE /v1/service-accounts/{name}": auth.Admin,
@@ -119,7 +120,7 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 		t.Errorf("routes gone from the table: %v", want)
 	}
 	fill := strings.NewReplacer("{key}", "log.level", "{scope}", "billing", "{id}", "none", "{revision}", "1",
-		"{member}", "nobody", "{name}", "nobody")
+		"{member}", "nobody", "{name}", "nobody", "{decision}", "approve")
 	for _, rt := range n.routeTable() {
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		path = fill.Replace(path)

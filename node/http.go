@@ -119,6 +119,9 @@ func (n *Node) routeTable() []route {
 		{"GET /v1/service-accounts", onEverything(auth.Admin), n.listServiceAccounts},
 		{"POST /v1/service-accounts", onEverything(auth.Admin), n.createServiceAccount},
 		{"DELETE /v1/service-accounts/{name}", onEverything(auth.Admin), n.deleteServiceAccount},
+		{"GET /v1/proposals", needs(auth.Read), n.listProposals},       // those the caller may read
+		{"GET /v1/proposals/{id}", needs(auth.Read), n.getProposal},    // and read on each key
+		{"POST /v1/proposals/{id}/{decision}", authenticated, n.decide}, // approve on each key, or its author
 		{"GET /v1/encryption-keys", onEverything(auth.Admin), n.encryptionKeys},
 		{"POST /v1/encryption-keys", onEverything(auth.Admin), n.rotateKey},
 		{"POST /v1/encryption-keys/export", onEverything(auth.Admin), n.exportKeys},
@@ -371,12 +374,14 @@ func (n *Node) setKey(w http.ResponseWriter, r *http.Request) error {
 	if (req.Value == nil) == (req.Text == nil) {
 		return cfgerr.Errorf(cfgerr.Invalid, key, "value", "give exactly one of value (typed JSON) and text")
 	}
-	return n.write(w, r, kv.Meta{Action: kv.ActionSet, Comment: req.Comment},
+	return n.write(w, r, kv.Meta{Action: kv.ActionSet, Comment: req.Comment}, req.WriteOptions,
 		[]kv.Write{{Key: key, Value: req.Value, Text: req.Text, ExpectRevision: req.ExpectRevision}})
 }
 
 func (n *Node) deleteKey(w http.ResponseWriter, r *http.Request) error {
-	return n.write(w, r, kv.Meta{Action: kv.ActionDelete, Comment: r.URL.Query().Get("comment")},
+	q := r.URL.Query()
+	return n.write(w, r, kv.Meta{Action: kv.ActionDelete, Comment: q.Get("comment")},
+		api.WriteOptions{NoPropose: q.Get("no_propose") == "true", Force: q.Get("force") == "true"},
 		[]kv.Write{{Key: r.PathValue("key"), Delete: true}})
 }
 
@@ -401,10 +406,10 @@ func (n *Node) apply(w http.ResponseWriter, r *http.Request) error {
 		}
 		writes[i] = kv.Write{Key: c.Key, Value: c.Value, Text: c.Text, Delete: c.Delete, ExpectRevision: c.ExpectRevision}
 	}
-	return n.write(w, r, kv.Meta{Action: kv.ActionApply, Comment: req.Comment, DryRun: req.DryRun}, writes)
+	return n.write(w, r, kv.Meta{Action: kv.ActionApply, Comment: req.Comment, DryRun: req.DryRun}, req.WriteOptions, writes)
 }
 
-func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, writes []kv.Write) error {
+func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, opt api.WriteOptions, writes []kv.Write) error {
 	wait, err := waitParam(r)
 	if err != nil {
 		return err
@@ -416,10 +421,16 @@ func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, write
 	if err := allow(r, auth.Write, keys...); err != nil {
 		return err
 	}
+	if err := writeOptions(r, &meta, opt, keys...); err != nil {
+		return err
+	}
 	meta.Actor = actor(r)
 	res, err := n.store.Apply(r.Context(), meta, writes)
 	if err != nil {
 		return err
+	}
+	if res.Proposal != nil {
+		return n.answerWrite(w, r, res, wireResult(res))
 	}
 	n.awaitApplied(r.Context(), res)
 	out := wireResult(res)
@@ -428,7 +439,7 @@ func (n *Node) write(w http.ResponseWriter, r *http.Request, meta kv.Meta, write
 			return err
 		}
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return n.answerWrite(w, r, res, out)
 }
 
 // awaitApplied waits (briefly) until the node's cache holds a write, so a
@@ -501,6 +512,9 @@ func (n *Node) rollback(w http.ResponseWriter, r *http.Request) error {
 	if err := allow(r, auth.Write, req.Key); err != nil { // "" (all): every key
 		return err
 	}
+	if err := writeOptions(r, &meta, req.WriteOptions, req.Key); err != nil {
+		return err
+	}
 	var (
 		res *kv.Result
 		err error
@@ -517,7 +531,7 @@ func (n *Node) rollback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	n.awaitApplied(r.Context(), res)
-	return writeJSON(w, http.StatusOK, wireResult(res))
+	return n.answerWrite(w, r, res, wireResult(res))
 }
 
 func (n *Node) getSchema(w http.ResponseWriter, r *http.Request) error {
@@ -596,7 +610,8 @@ func (n *Node) audit(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Records = append(out.Records, api.AuditRecord{ID: rec.ID, Revision: rec.Revision, Time: rec.Time,
 			Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment, Changes: wireChanges(shown),
-			SchemaChanged: rec.SchemaChanged, SchemaRevision: rec.SchemaRevision})
+			SchemaChanged: rec.SchemaChanged, SchemaRevision: rec.SchemaRevision,
+			Proposal: rec.Proposal, Approvers: rec.Approvers, Forced: rec.Forced})
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

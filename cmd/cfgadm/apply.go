@@ -35,7 +35,7 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "YAML or JSON file with set: and delete: (- for stdin)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "validate and show the changes, write nothing"},
 			&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail (overrides the file's)"},
-			waitFlag, timeoutFlag,
+			waitFlag, timeoutFlag, noProposeFlag, forceFlag, reasonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 0, "no arguments"); err != nil {
@@ -48,6 +48,9 @@ func applyCommand() *cli.Command {
 			req := api.ApplyRequest{Comment: f.Comment, DryRun: c.Bool("dry-run")}
 			if c.IsSet("comment") {
 				req.Comment = c.String("comment")
+			}
+			if err := writeOptions(c, &req.Comment, &req.WriteOptions); err != nil {
+				return err
 			}
 			keys := make([]string, 0, len(f.Set))
 			for k := range f.Set {

@@ -39,6 +39,10 @@ func newApp() *cli.App {
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
 			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(), serviceAccountCommand(), keysCommand(),
+			proposalsCommand(), proposalCommand(),
+			decisionCommand("approve", "approve a proposal: its last approval applies it (needs approve on every key; never your own)", false),
+			decisionCommand("reject", "reject a proposal (needs approve on every key)", true),
+			decisionCommand("withdraw", "withdraw your own proposal", false),
 			versionCommand(), completionCommand(),
 		},
 		Before: func(c *cli.Context) error {

@@ -17,9 +17,13 @@ func rollbackCommand() *cli.Command {
 			&cli.Int64Flag{Name: "to", Usage: "the revision to roll back to", Required: true},
 			&cli.BoolFlag{Name: "all", Usage: "roll back every key"},
 			&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"},
+			noProposeFlag, forceFlag, reasonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			req := api.RollbackRequest{All: c.Bool("all"), To: c.Int64("to"), Comment: c.String("comment")}
+			if err := writeOptions(c, &req.Comment, &req.WriteOptions); err != nil {
+				return err
+			}
 			if req.All {
 				if err := args(c, 0, "no KEY with --all"); err != nil {
 					return err

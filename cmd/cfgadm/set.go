@@ -21,7 +21,7 @@ func setCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"},
 			&cli.Int64Flag{Name: "expect-revision", Usage: "fail unless the key is at this revision (0: has no value)"},
-			waitFlag, timeoutFlag,
+			waitFlag, timeoutFlag, noProposeFlag, forceFlag, reasonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 2, "KEY VALUE"); err != nil {
@@ -29,6 +29,9 @@ func setCommand() *cli.Command {
 			}
 			value := c.Args().Get(1)
 			req := api.SetRequest{Text: &value, Comment: c.String("comment")}
+			if err := writeOptions(c, &req.Comment, &req.WriteOptions); err != nil {
+				return err
+			}
 			if c.IsSet("expect-revision") {
 				rev := c.Int64("expect-revision")
 				req.ExpectRevision = &rev
@@ -50,12 +53,17 @@ func deleteCommand() *cli.Command {
 		Name:      "delete",
 		Usage:     "remove a key's value: it falls back to its default",
 		ArgsUsage: "KEY",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"}},
+		Flags: []cli.Flag{&cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"},
+			noProposeFlag, forceFlag, reasonFlag},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, "KEY"); err != nil {
 				return err
 			}
-			r, err := client(c).Delete(c.Context, c.Args().First(), c.String("comment"))
+			comment, opt := c.String("comment"), api.WriteOptions{}
+			if err := writeOptions(c, &comment, &opt); err != nil {
+				return err
+			}
+			r, err := client(c).DeleteWith(c.Context, c.Args().First(), comment, opt)
 			if err != nil {
 				return err
 			}
@@ -65,9 +73,26 @@ func deleteCommand() *cli.Command {
 }
 
 var (
-	waitFlag    = &cli.BoolFlag{Name: "wait", Usage: "wait until every live instance that reads the keys has applied the change"}
-	timeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long --wait waits"}
+	waitFlag      = &cli.BoolFlag{Name: "wait", Usage: "wait until every live instance that reads the keys has applied the change"}
+	timeoutFlag   = &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long --wait waits"}
+	noProposeFlag = &cli.BoolFlag{Name: "no-propose", Usage: "fail (exit 4) rather than propose a change of keys that need approval"}
+	forceFlag     = &cli.BoolFlag{Name: "force", Usage: "break-glass: apply a change of keys that need approval without it (admin; needs --reason; audited as forced)"}
+	reasonFlag    = &cli.StringFlag{Name: "reason", Usage: "why a --force change cannot wait for approval (the audit record's comment)"}
 )
+
+// writeOptions reads --no-propose, --force and --reason into a write.
+func writeOptions(c *cli.Context, comment *string, opt *api.WriteOptions) error {
+	opt.NoPropose, opt.Force = c.Bool("no-propose"), c.Bool("force")
+	if opt.Force {
+		if c.String("reason") == "" {
+			return usageError("--force needs --reason: why the change cannot wait for approval")
+		}
+		*comment = c.String("reason")
+	} else if c.IsSet("reason") {
+		return usageError("--reason goes with --force")
+	}
+	return nil
+}
 
 // waitFor is how long to wait for the rollout: 0 without --wait.
 func waitFor(c *cli.Context) time.Duration {
@@ -132,8 +157,16 @@ func writeAndWait(c *cli.Context, write func(wait time.Duration) (*api.WriteResu
 // showResult prints what a write changed, and with --wait its rollout; a
 // rollout that did not converge is an error (exit 4) naming who lags.
 func showResult(c *cli.Context, r *api.WriteResult) error {
+	if p := r.Proposal; p != nil {
+		return show(c, r, func(t *table) {
+			t.note("proposed as %s: nothing changes until %d approver(s) other than you approve it (cfgadm approve %s; cfgadm proposal show %s)",
+				p.ID, p.Needs, p.ID, p.ID)
+		})
+	}
 	if err := show(c, r, func(t *table) {
 		switch {
+		case r.Forced:
+			t.note("revision %d: FORCED without approval; the audit trail records it as such", r.Revision)
 		case r.DryRun:
 			t.note("DRY RUN: nothing was written")
 		case r.Revision != 0:
