@@ -115,22 +115,9 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""),
 			clientv3.OpPut(tx.s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
 	}
-	ops = append(ops, extraOps...)
-	// If every read is still current, write; else read back what changed,
-	// in the same round trip, for the retry.
-	cmps, elses, keys := tx.guards()
-	cmps = append(cmps, extraCmps...)
-	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
-	if err != nil {
-		tx.s.forget(keys)
-		return nil, false, EtcdError(err)
-	}
-	if !resp.Succeeded {
-		if tx.keysRev != 0 {
-			last := resp.Responses[len(resp.Responses)-1].GetResponseRange()
-			tx.s.keys.refresh(tx.ctx, last.Kvs, resp.Header.Revision)
-		}
-		return nil, false, tx.refresh(resp, keys)
+	resp, err := tx.guarded(append(ops, extraOps...), extraCmps...)
+	if resp == nil || err != nil {
+		return nil, false, err
 	}
 	rev := resp.Header.Revision
 	for i, key := range tx.order {
@@ -148,6 +135,26 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 		tx.s.loadSchema([]*mvccpb.KeyValue{{ModRevision: rev, Value: tx.doc}})
 	}
 	return &Result{Revision: rev, Changes: rec.Changes, Unchanged: tx.unchanged, Forced: rec.Forced}, true, nil
+}
+
+// guarded commits ops if every read is still current (and cmps hold);
+// else it reads back what changed, in the same round trip, for the retry,
+// and returns a nil response.
+func (tx *Tx) guarded(ops []clientv3.Op, cmps ...clientv3.Cmp) (*clientv3.TxnResponse, error) {
+	guards, elses, keys := tx.guards()
+	resp, err := tx.s.kv.Txn(tx.ctx).If(append(guards, cmps...)...).Then(ops...).Else(elses...).Commit()
+	if err != nil {
+		tx.s.forget(keys)
+		return nil, EtcdError(err)
+	}
+	if !resp.Succeeded {
+		if tx.keysRev != 0 {
+			last := resp.Responses[len(resp.Responses)-1].GetResponseRange()
+			tx.s.keys.refresh(tx.ctx, last.Kvs, resp.Header.Revision)
+		}
+		return nil, tx.refresh(resp, keys)
+	}
+	return resp, nil
 }
 
 // guards are the commit's compares (every read, the listing and the schema

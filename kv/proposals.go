@@ -139,18 +139,9 @@ func (tx *Tx) propose(meta Meta, needs int) (*Result, bool, error) {
 	}
 	b, _ := json.Marshal(p)
 	ops := append([]clientv3.Op{clientv3.OpPut(tx.s.layout.ProposalKey(p.ID), string(b))}, tx.s.auditOps(rec)...)
-	cmps, elses, keys := tx.guards()
-	resp, err := tx.s.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
-	if err != nil {
-		tx.s.forget(keys)
-		return nil, false, EtcdError(err)
-	}
-	if !resp.Succeeded {
-		if tx.keysRev != 0 {
-			last := resp.Responses[len(resp.Responses)-1].GetResponseRange()
-			tx.s.keys.refresh(tx.ctx, last.Kvs, resp.Header.Revision)
-		}
-		return nil, false, tx.refresh(resp, keys)
+	resp, err := tx.guarded(ops)
+	if resp == nil || err != nil {
+		return nil, false, err
 	}
 	p.ModRevision = resp.Header.Revision
 	return &Result{Revision: resp.Header.Revision, Changes: []Change{}, Proposal: p}, true, nil
