@@ -325,3 +325,32 @@ func BenchmarkClientMemory(b *testing.B) {
 		b.ReportMetric(took.Seconds(), "s-first-list")
 	}
 }
+
+// BenchmarkGetSealed reads a sensitive value, sealed in etcd, through a
+// client holding its keyring, next to a plain one of the same type in the
+// same run: a hit costs the same, since the value is opened once, when it
+// changes (issue 11's budget).
+//
+//	go test ./watch -run '^$' -bench BenchmarkGetSealed -benchmem -count 3
+func BenchmarkGetSealed(b *testing.B) {
+	e := setupB(b)
+	e.set(b, "site.banner", "hello", "db.password", "hunter2")
+	c, err := watch.New(context.Background(), e.etcd, e.keyring(b, ""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	var sink atomic.Int64
+	for _, key := range []string{"site.banner", "db.password"} {
+		if c.String(key, "") == "" {
+			b.Fatalf("%s does not read", key)
+		}
+		b.Run(key, func(b *testing.B) {
+			n := 0
+			for b.Loop() {
+				n += len(c.String(key, ""))
+			}
+			sink.Add(int64(n))
+		})
+	}
+}
