@@ -137,6 +137,15 @@ func (c *Client) ExportKeys(ctx context.Context, req ExportKeysRequest) ([]byte,
 	return raw, c.do(ctx, http.MethodPost, "/v1/encryption-keys/export", req, &raw)
 }
 
+// RetireKey deletes a data key that nothing is sealed with any more.
+func (c *Client) RetireKey(ctx context.Context, id, comment string) error {
+	q := ""
+	if comment != "" {
+		q = "?" + url.Values{"comment": {comment}}.Encode()
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/encryption-keys/"+url.PathEscape(id)+q, nil, nil)
+}
+
 // Reencrypt re-seals every value not sealed with the newest key for it.
 func (c *Client) Reencrypt(ctx context.Context, req ReencryptRequest) (*Reencrypted, error) {
 	var r Reencrypted

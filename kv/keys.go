@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -412,6 +413,107 @@ func (s *Store) ExportKeys(ctx context.Context, meta Meta, prefix string) (*seal
 	return exported, nil
 }
 
+// RetireKey deletes a data key that nothing uses any more: not the newest
+// of its scope (rotate first), and sealing no value, no audit record and no
+// proposal (reencrypt first; records sealed with it are kept until pruned).
+// What it sealed could never be opened again, so each use is named.
+func (s *Store) RetireKey(ctx context.Context, meta Meta, id string) error {
+	if s.keys == nil {
+		return errNoKeyring()
+	}
+	if err := checkMeta(meta); err != nil {
+		return err
+	}
+	s.keys.invalidate()
+	ring, rev, err := s.keys.table(ctx)
+	if err != nil {
+		return err
+	}
+	k, ok := ring.Key(id)
+	if !ok {
+		return cfgerr.Errorf(cfgerr.NotFound, "", "key", "no data key %s", id)
+	}
+	if newest, _ := chooseKey(scopeRing(ring, k.Prefix), k.Prefix); newest.ID == id {
+		return cfgerr.Errorf(cfgerr.FailedPrecondition, "", "key", "data key %s is the newest for %s and seals its new values: rotate first (cfgadm keys rotate --prefix %s)", id, scopeName(k.Prefix), k.Prefix)
+	}
+	mark := []byte(`"k":"` + id + `"`)
+	uses := map[string]int{}
+	err = s.scanValues(ctx, func(_ string, kv *mvccpb.KeyValue) {
+		if bytes.Contains(kv.Value, mark) {
+			uses["value(s)"]++
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for what, prefix := range map[string]string{"audit record(s)": s.layout.prefix + "v1/audit", "proposal(s)": s.layout.ProposalsPrefix()} {
+		if err := s.scanRange(ctx, prefix, func(kv *mvccpb.KeyValue) {
+			if bytes.Contains(kv.Value, mark) {
+				uses[what]++
+			}
+		}); err != nil {
+			return err
+		}
+	}
+	if len(uses) > 0 {
+		var parts []string
+		for _, what := range slices.Sorted(maps.Keys(uses)) {
+			parts = append(parts, fmt.Sprintf("%d %s", uses[what], what))
+		}
+		return cfgerr.Errorf(cfgerr.FailedPrecondition, "", "key", "data key %s still seals %s: reencrypt the values (cfgadm keys reencrypt), and wait for the audit trail's retention to prune older records", id, strings.Join(parts, ", "))
+	}
+	meta.Action = ActionKeys
+	if meta.Comment == "" {
+		meta.Comment = "retired data key " + id
+	}
+	resp, err := s.kv.Txn(ctx).If(s.keys.unchanged(rev)).Then(append([]clientv3.Op{clientv3.OpDelete(s.layout.DataKeyKey(id))},
+		s.AuditOp(meta, []Change{{Key: "keys/" + id, Deleted: true}})...)...).Commit()
+	if err != nil {
+		return EtcdError(err)
+	}
+	if !resp.Succeeded {
+		return cfgerr.Errorf(cfgerr.Conflict, "", "key", "the data keys changed meanwhile; try again")
+	}
+	s.keys.invalidate()
+	return nil
+}
+
+// scopeRing is the keys of exactly one scope.
+func scopeRing(ring *seal.Keyring, prefix string) *seal.Keyring {
+	var keys []seal.Key
+	for _, k := range ring.Keys {
+		if k.Prefix == prefix {
+			keys = append(keys, k)
+		}
+	}
+	r, _ := seal.NewKeyring(keys...)
+	return r
+}
+
+// scanRange calls fn with every key under prefix, in pages, at one revision.
+func (s *Store) scanRange(ctx context.Context, prefix string, fn func(kv *mvccpb.KeyValue)) error {
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(1000)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.kv.Get(ctx, from, opts...)
+		if err != nil {
+			return readError(err)
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			fn(kv)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
 // reencryptBatch is how many values one re-sealing transaction rewrites:
 // with their compares, audit index entries and record it stays well within
 // etcd's default limit of 128 operations per transaction.
@@ -537,27 +639,10 @@ func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysR
 
 // scanValues calls fn with every stored value, in pages, at one revision.
 func (s *Store) scanValues(ctx context.Context, fn func(key string, kv *mvccpb.KeyValue)) error {
-	from, end := s.layout.ValuesPrefix(), clientv3.GetPrefixRangeEnd(s.layout.ValuesPrefix())
-	var rev int64
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(1000)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		resp, err := s.kv.Get(ctx, from, opts...)
-		if err != nil {
-			return readError(err)
-		}
-		rev = resp.Header.Revision
-		for _, kv := range resp.Kvs {
-			key, _ := s.layout.KeyOf(string(kv.Key))
-			fn(key, kv)
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	}
+	return s.scanRange(ctx, s.layout.ValuesPrefix(), func(kv *mvccpb.KeyValue) {
+		key, _ := s.layout.KeyOf(string(kv.Key))
+		fn(key, kv)
+	})
 }
 
 // validScope checks a data key's scope: "" or the start of key names.

@@ -280,3 +280,40 @@ func TestSealedHistoryPastCompaction(t *testing.T) {
 		t.Fatalf("a store without the keys, past compaction: %v", err)
 	}
 }
+
+// A data key is retired only once nothing needs it: never the newest of
+// its scope, never while a value, an audit record or a proposal is sealed
+// with it (each use named), and never an unknown one.
+func TestRetireKey(t *testing.T) {
+	s, _ := newStore(t)
+	setSecret(t, s, "db.password", "hunter2")
+	st, _ := s.Keys(ctx(t))
+	first := st.Keys[0].ID
+	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first), cfgerr.FailedPrecondition, "newest")
+	if _, err := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first), cfgerr.FailedPrecondition, "1 value(s)")
+	if _, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first), cfgerr.FailedPrecondition, "audit record(s)")
+	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, "dk-none"), cfgerr.NotFound, "no data key dk-none")
+	// A key that sealed nothing, replaced by a newer one of its scope, goes.
+	unused, _ := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, "web.")
+	if _, err := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, "web."); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, unused.ID); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = s.Keys(ctx(t))
+	for _, k := range st.Keys {
+		if k.ID == unused.ID {
+			t.Fatal("a retired key is still listed")
+		}
+	}
+	if e, err := s.Get(ctx(t), "db.password", 0); err != nil || e.Value != "hunter2" {
+		t.Fatalf("after retiring: %+v %v", e, err)
+	}
+}

@@ -118,6 +118,14 @@ func (n *Node) exportKeys(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+func (n *Node) retireKey(w http.ResponseWriter, r *http.Request) error {
+	if err := n.store.RetireKey(r.Context(), kv.Meta{Actor: actor(r), Comment: r.URL.Query().Get("comment")}, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (n *Node) reencrypt(w http.ResponseWriter, r *http.Request) error {
 	var req api.ReencryptRequest
 	if err := decode(r, &req); err != nil {

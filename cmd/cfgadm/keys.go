@@ -74,6 +74,22 @@ func keysCommand() *cli.Command {
 				},
 			},
 			{
+				Name:      "retire",
+				Usage:     "delete a data key that nothing is sealed with any more (refused, naming what still uses it, otherwise)",
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{comment},
+				Action: func(c *cli.Context) error {
+					if err := args(c, 1, "a data key ID"); err != nil {
+						return err
+					}
+					if err := client(c).RetireKey(c.Context, c.Args().First(), c.String("comment")); err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout(c), "retired data key %s\n", c.Args().First())
+					return nil
+				},
+			},
+			{
 				Name:  "export",
 				Usage: "write the data keys of --prefix as a keyring file for a service (watch.WithKeyring; examples/service --keyring)",
 				Flags: []cli.Flag{
