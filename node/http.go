@@ -119,8 +119,8 @@ func (n *Node) routeTable() []route {
 		{"GET /v1/service-accounts", onEverything(auth.Admin), n.listServiceAccounts},
 		{"POST /v1/service-accounts", onEverything(auth.Admin), n.createServiceAccount},
 		{"DELETE /v1/service-accounts/{name}", onEverything(auth.Admin), n.deleteServiceAccount},
-		{"GET /v1/proposals", needs(auth.Read), n.listProposals},       // those the caller may read
-		{"GET /v1/proposals/{id}", needs(auth.Read), n.getProposal},    // and read on each key
+		{"GET /v1/proposals", needs(auth.Read), n.listProposals},        // those the caller may read
+		{"GET /v1/proposals/{id}", needs(auth.Read), n.getProposal},     // and read on each key
 		{"POST /v1/proposals/{id}/{decision}", authenticated, n.decide}, // approve on each key, or its author
 		{"GET /v1/encryption-keys", onEverything(auth.Admin), n.encryptionKeys},
 		{"POST /v1/encryption-keys", onEverything(auth.Admin), n.rotateKey},
