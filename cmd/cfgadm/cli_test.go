@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"cfgcluster/api"
 	"cfgcluster/cfgerr"
 )
 
@@ -186,5 +187,22 @@ func TestParseAt(t *testing.T) {
 		if _, err := parseAt(bad, now); exitCode(err) != 2 || !strings.Contains(err.Error(), bad) {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// A member added with an https peer URL is started with TLS on every hop,
+// from the certificates cfgnode certs makes; a plain one with none.
+func TestStartLineTLS(t *testing.T) {
+	m := &api.MemberAdded{InitialCluster: "a=https://10.0.0.1:2380,d=https://10.0.0.4:2380", InitialClusterState: "existing"}
+	line := startLine("d", "https://10.0.0.4:2380", "", "", "", "/etc/cfg/certs/", m)
+	for _, want := range []string{"--listen-client-urls https://10.0.0.4:2379", "--peer-cert-file /etc/cfg/certs/d.pem",
+		"--peer-key-file /etc/cfg/certs/d-key.pem", "--peer-trusted-ca-file /etc/cfg/certs/ca.pem", "--cert-file /etc/cfg/certs/d.pem",
+		"--trusted-ca-file /etc/cfg/certs/ca.pem", "--initial-cluster-state existing"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("no %q in\n%s", want, line)
+		}
+	}
+	if plain := startLine("d", "http://10.0.0.4:2380", "", "", "", "./certs", m); strings.Contains(plain, "cert-file") {
+		t.Errorf("TLS flags for an http peer:\n%s", plain)
 	}
 }

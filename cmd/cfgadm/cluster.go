@@ -89,6 +89,7 @@ func memberCommand() *cli.Command {
 					&cli.StringFlag{Name: "client-url", Usage: "the new member's etcd client URL (default: the peer URL's host, its port - 1)"},
 					&cli.StringFlag{Name: "api-addr", Usage: "the new node's API address (default: the peer URL's host, port 7380; 7380+i for scripts/cluster.sh's peer port 2380+10i)"},
 					&cli.StringFlag{Name: "data-dir", Usage: "the new member's data folder (default ./cfgnode-data-NAME)"},
+					&cli.StringFlag{Name: "certs-dir", Value: "./certs", Usage: "for an https peer URL: where the new node's NAME.pem, NAME-key.pem and ca.pem are (as cfgnode certs --dir makes them)"},
 					&cli.StringFlag{Name: "credential-file", Usage: "where to write the new member's etcd credential (mode 0600; default ./NAME.etcd-credential): copy it to the new node's machine"},
 					&cli.DurationFlag{Name: "retry-for", Value: 30 * time.Second, Usage: "how long to retry while the cluster settles after a start"},
 				},
@@ -181,14 +182,17 @@ func memberCommand() *cli.Command {
 // startCommand is a complete, runnable cfgnode command for a member just
 // added: every address it needs, and the cluster it joins.
 func startCommand(c *cli.Context, name, peer string, m *api.MemberAdded) string {
+	return startLine(name, peer, c.String("client-url"), c.String("api-addr"), c.String("data-dir"), c.String("certs-dir"), m)
+}
+
+// startLine is the cfgnode command that starts a member added as name.
+func startLine(name, peer, clientURL, apiAddr, dataDir, certsDir string, m *api.MemberAdded) string {
 	u, _ := url.Parse(peer) // the node validated it
 	host, port := u.Hostname(), u.Port()
 	p, _ := strconv.Atoi(port)
-	clientURL := c.String("client-url")
 	if clientURL == "" {
 		clientURL = u.Scheme + "://" + net.JoinHostPort(host, strconv.Itoa(p-1))
 	}
-	apiAddr := c.String("api-addr")
 	if apiAddr == "" {
 		apiPort := 7380
 		if p >= 2380 && (p-2380)%10 == 0 && p < 2480 {
@@ -196,12 +200,20 @@ func startCommand(c *cli.Context, name, peer string, m *api.MemberAdded) string 
 		}
 		apiAddr = net.JoinHostPort(host, strconv.Itoa(apiPort))
 	}
-	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = "./cfgnode-data-" + name
 	}
-	return fmt.Sprintf("cfgnode --name %s --data-dir %s --listen-client-urls %s --advertise-client-urls %s --listen-peer-urls %s --initial-advertise-peer-urls %s --api-addr %s --initial-cluster %s --initial-cluster-state %s",
+	cmd := fmt.Sprintf("cfgnode --name %s --data-dir %s --listen-client-urls %s --advertise-client-urls %s --listen-peer-urls %s --initial-advertise-peer-urls %s --api-addr %s --initial-cluster %s --initial-cluster-state %s",
 		name, dataDir, clientURL, clientURL, peer, peer, apiAddr, m.InitialCluster, m.InitialClusterState)
+	if u.Scheme == "https" {
+		// TLS on every hop, as the other members have it: the API, etcd's
+		// client port and its peers, with the new node's certificate.
+		d := strings.TrimSuffix(certsDir, "/")
+		cert, key, ca := d+"/"+name+".pem", d+"/"+name+"-key.pem", d+"/ca.pem"
+		cmd += fmt.Sprintf(" --cert-file %s --key-file %s --trusted-ca-file %s --peer-cert-file %s --peer-key-file %s --peer-trusted-ca-file %s --peer-client-cert-auth",
+			cert, key, ca, cert, key, ca)
+	}
+	return cmd
 }
 
 func snapshotCommand() *cli.Command {
