@@ -7,3 +7,6 @@ for f in FuzzParse FuzzParseText; do
   go test ./schema -run '^$' -fuzz "^$f\$" -fuzztime "$t"
 done
 go test ./api -run '^$' -fuzz '^FuzzReadEvents$' -fuzztime "$t"
+go test ./seal -run '^$' -fuzz '^FuzzParseKeyring$' -fuzztime "$t"
+go test ./auth -run '^$' -fuzz '^FuzzParse$' -fuzztime "$t"
+go test ./node -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$t"
