@@ -190,6 +190,7 @@ type Proposal struct {
 	Closed    *Decision        `json:"closed,omitempty"`   // who rejected, withdrew or gave the last approval
 	Revision  int64            `json:"revision,omitempty"` // the change's, once applied
 	Changes   []ProposedChange `json:"changes"`
+	Schema    string           `json:"schema,omitempty"` // a proposed schema document
 }
 
 // ProposedChange is one key of a proposal with its current value, for the
@@ -283,6 +284,7 @@ type Schema struct {
 type SchemaRequest struct {
 	Document string `json:"document"`
 	Comment  string `json:"comment,omitempty"`
+	WriteOptions
 }
 
 // Validation answers POST /v1/schema/validate: whether the document would be

@@ -39,18 +39,19 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	var extraCmps []clientv3.Cmp
 	var extraOps []clientv3.Op
 	switch {
-	case needs == 0 || meta.DryRun:
 	case meta.proposal != nil:
-		// The last approval of a proposal: applied only on what it read.
+		// The last approval of a proposal (whether or not today's schema
+		// still asks for one): applied only on what it read.
 		cmps, ops, retry, err := tx.applyChecks(meta.proposal)
 		if err != nil || retry {
 			return nil, false, err
 		}
 		extraCmps, extraOps = cmps, ops
+	case needs == 0 || meta.DryRun:
 	case meta.Force:
 		tx.s.log.Warn("a change of keys that need approval applied without it (break-glass)",
 			zap.Strings("keys", critical), zap.String("by", meta.Actor), zap.String("reason", meta.Comment))
-	case tx.listed:
+	case tx.listed && tx.newSch == nil:
 		return nil, false, cfgerr.Errorf(cfgerr.FailedPrecondition, critical[0], "approval",
 			"the change would change keys that need approval (%s): change them on their own, to be proposed", strings.Join(critical, ", "))
 	case meta.NoPropose:

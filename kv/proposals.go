@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/schema"
 	"cfgcluster/seal"
 )
 
@@ -53,7 +54,12 @@ type Proposal struct {
 	Changes []ProposedChange `json:"changes"`
 	// Base is the mod revision of every key the change read (0: it had
 	// no value), the changed keys and the keys its rules read.
-	Base      map[string]int64 `json:"base"`
+	Base map[string]int64 `json:"base"`
+	// Schema is a proposed schema document (the change is then a schema
+	// change); SchemaBase is the mod revision of the schema it replaces.
+	Schema     []byte `json:"schema,omitempty"`
+	SchemaBase int64  `json:"schema_base,omitempty"`
+
 	Needs     int              `json:"needs"` // approvals needed
 	Approvals []Decision       `json:"approvals,omitempty"`
 	// Closed is who ended it (rejected, withdrew, or gave the last
@@ -93,6 +99,9 @@ func (p *Proposal) Keys() []string {
 // writes asks for (0: none).
 func (tx *Tx) needsApproval() (int, []string) {
 	needs, keys := 0, []string(nil)
+	if tx.newSch != nil && tx.loaded.schema.Approval == schema.ApprovalRequired {
+		needs, keys = 1, []string{"(the schema)"}
+	}
 	for _, key := range tx.order {
 		if k := tx.writes[key].key; k.NeedsApproval() {
 			needs = max(needs, k.ApprovalsNeeded())
@@ -117,6 +126,11 @@ func (tx *Tx) propose(meta Meta, needs int) (*Result, bool, error) {
 		if key, ok := tx.s.layout.KeyOf(ek); ok {
 			p.Base[key] = kv.ModRevision
 		}
+	}
+	if tx.newSch != nil {
+		// A schema change is validated again against every value when it
+		// applies: it rests on the schema it replaces alone.
+		p.Schema, p.SchemaBase, p.Base = tx.doc, tx.loaded.rev, map[string]int64{}
 	}
 	rec := newAuditRecord(Meta{Actor: meta.Actor, Comment: meta.Comment, Action: ActionPropose}, now)
 	rec.Proposal = p.ID
@@ -159,6 +173,14 @@ func (tx *Tx) applyChecks(p *Proposal) (cmps []clientv3.Cmp, ops []clientv3.Op, 
 	}
 	if now.ModRevision != p.ModRevision {
 		return nil, nil, false, cfgerr.Errorf(cfgerr.Conflict, "", "proposal", "proposal %s was decided meanwhile: it is %s", p.ID, now.State)
+	}
+	if p.Schema != nil && tx.loaded.rev != p.SchemaBase {
+		stale := cfgerr.Errorf(cfgerr.FailedPrecondition, "", "proposal",
+			"the schema changed since proposal %s was made (revision %d, now %d): the proposal is stale; propose the schema again", p.ID, p.SchemaBase, tx.loaded.rev)
+		if err := tx.confirm(stale); err != nil {
+			return nil, nil, false, err
+		}
+		return nil, nil, true, nil
 	}
 	for _, key := range slices.Sorted(mapKeys(p.Base)) {
 		kv, err := tx.read(key)
@@ -312,6 +334,9 @@ func (s *Store) Approve(ctx context.Context, meta Meta, id string) (*Proposal, *
 		}
 	}
 	res, err := s.Update(ctx, Meta{Actor: p.Author, Comment: p.Comment, Action: p.Action, proposal: &next}, keys, func(tx *Tx) error {
+		if p.Schema != nil {
+			return tx.SetSchema(p.Schema)
+		}
 		var errs []error
 		for _, w := range writes {
 			errs = append(errs, tx.Put(w))

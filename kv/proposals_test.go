@@ -253,3 +253,38 @@ func TestWithdrawRacesApproval(t *testing.T) {
 		t.Fatalf("%d of 20 proposals were both applied and withdrawn", both)
 	}
 }
+
+// With approval: required at its top, a schema change is a proposal too,
+// validated again against every value when it applies, and stale if the
+// schema changed meanwhile.
+func TestSchemaProposal(t *testing.T) {
+	s, _ := approvalStore(t)
+	guarded := "approval: required\n" + approvalSchema
+	if _, err := s.SetSchema(ctx(t), kv.Meta{Actor: "admin"}, []byte(guarded)); err != nil {
+		t.Fatal(err) // switching it on is not yet guarded by it
+	}
+	wider := strings.Replace(guarded, "pay.cap:    {type: int, default: 100}", "pay.cap:    {type: int, default: 100}\n  pay.note:   {type: string}", 1)
+	r, err := s.SetSchema(ctx(t), kv.Meta{Actor: "alice"}, []byte(wider))
+	if err != nil || r.Proposal == nil || string(r.Proposal.Schema) != wider {
+		t.Fatalf("schema change: %+v %v", r, err)
+	}
+	if sch, _, _, _ := s.Schema(ctx(t)); sch != nil {
+		if _, ok := sch.Lookup("pay.note"); ok {
+			t.Fatal("a proposed schema is in force")
+		}
+	}
+	if _, _, err := s.Approve(ctx(t), kv.Meta{Actor: "bob"}, r.Proposal.ID); err != nil {
+		t.Fatal(err)
+	}
+	sch, _, _, _ := s.Schema(ctx(t))
+	if _, ok := sch.Lookup("pay.note"); !ok {
+		t.Fatal("the approved schema is not in force")
+	}
+	// A schema proposal goes stale when the schema changes first.
+	p, _ := s.SetSchema(ctx(t), kv.Meta{Actor: "alice"}, []byte(guarded))
+	if _, err := s.SetSchema(ctx(t), kv.Meta{Actor: "root", Force: true, Comment: "hotfix"}, []byte(wider+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.Approve(ctx(t), kv.Meta{Actor: "bob"}, p.Proposal.ID)
+	code(t, err, cfgerr.FailedPrecondition, "stale")
+}

@@ -548,12 +548,16 @@ func (n *Node) putSchema(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	res, err := n.store.SetSchema(r.Context(), kv.Meta{Actor: actor(r), Comment: req.Comment}, []byte(req.Document))
+	meta := kv.Meta{Actor: actor(r), Comment: req.Comment}
+	if err := writeOptions(r, &meta, req.WriteOptions); err != nil {
+		return err
+	}
+	res, err := n.store.SetSchema(r.Context(), meta, []byte(req.Document))
 	if err != nil {
 		return err
 	}
 	n.awaitApplied(r.Context(), res)
-	return writeJSON(w, http.StatusOK, wireResult(res))
+	return n.answerWrite(w, r, res, wireResult(res))
 }
 
 func (n *Node) validateSchema(w http.ResponseWriter, r *http.Request) error {

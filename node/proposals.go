@@ -51,6 +51,7 @@ func (n *Node) wireProposal(r *http.Request, p *kv.Proposal) api.Proposal {
 	if p.State == kv.ProposalApplied {
 		out.Revision = p.ModRevision
 	}
+	out.Schema = string(p.Schema)
 	for _, a := range p.Approvals {
 		out.Approvals = append(out.Approvals, api.Decision(a))
 	}

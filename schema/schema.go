@@ -19,6 +19,9 @@ import (
 type Schema struct {
 	Keys  map[string]*Key `json:"keys"`
 	Rules []*Rule         `json:"rules,omitempty"`
+	// Approval "required" makes a change of the schema itself a proposal
+	// that an approver must approve (the schema in force decides).
+	Approval string `json:"approval,omitempty"`
 
 	byKey map[string][]*Rule // rules that read each key
 }
@@ -92,6 +95,9 @@ func (s *Schema) Validate() error {
 		s.Keys = map[string]*Key{}
 	}
 	var errs []error
+	if s.Approval != "" && s.Approval != ApprovalRequired {
+		errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", "approval", "unknown schema approval %q (only %q)", s.Approval, ApprovalRequired))
+	}
 	for _, name := range s.KeyNames() {
 		k := s.Keys[name]
 		if k == nil {

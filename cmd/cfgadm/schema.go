@@ -58,15 +58,23 @@ func schemaCommand() *cli.Command {
 			{
 				Name:  "apply",
 				Usage: "replace the schema, if every stored value and rule holds under it",
-				Flags: []cli.Flag{fileFlag, &cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"}},
+				Flags: []cli.Flag{fileFlag, &cli.StringFlag{Name: "comment", Aliases: []string{"m"}, Usage: "why, for the audit trail"},
+					noProposeFlag, forceFlag, reasonFlag},
 				Action: func(c *cli.Context) error {
 					doc, err := readFile(c.String("file"))
 					if err != nil {
 						return err
 					}
-					r, err := client(c).ApplySchema(c.Context, api.SchemaRequest{Document: string(doc), Comment: c.String("comment")})
+					req := api.SchemaRequest{Document: string(doc), Comment: c.String("comment")}
+					if err := writeOptions(c, &req.Comment, &req.WriteOptions); err != nil {
+						return err
+					}
+					r, err := client(c).ApplySchema(c.Context, req)
 					if err != nil {
 						return err
+					}
+					if r.Proposal != nil {
+						return showResult(c, r)
 					}
 					return show(c, r, func(t *table) { t.note("schema applied at revision %d", r.Revision) })
 				},
