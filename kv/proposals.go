@@ -60,8 +60,8 @@ type Proposal struct {
 	Schema     []byte `json:"schema,omitempty"`
 	SchemaBase int64  `json:"schema_base,omitempty"`
 
-	Needs     int              `json:"needs"` // approvals needed
-	Approvals []Decision       `json:"approvals,omitempty"`
+	Needs     int        `json:"needs"` // approvals needed
+	Approvals []Decision `json:"approvals,omitempty"`
 	// Closed is who ended it (rejected, withdrew, or gave the last
 	// approval) and why; Revision is the applied change's.
 	Closed   *Decision `json:"closed,omitempty"`
