@@ -13,7 +13,7 @@ for w in $want; do
   auth) go test ./node -run '^$' -bench BenchmarkAuthCost -benchtime 3000x -count "$count" ;;
   seal)
     go test ./seal -run '^$' -bench . -benchmem -count "$count"
-    go test ./kv -run '^$' -bench BenchmarkSealedWrite -benchtime 3000x -count "$count"
+    go test ./kv -run '^$' -bench BenchmarkSealedWrite -benchtime 6000x -count "$count"
     go test ./watch -run '^$' -bench BenchmarkGetSealed -benchmem -count "$count" ;;
   get) go test ./watch -run '^$' -bench BenchmarkGet -benchmem -cpu 1,2,4 -count "$count" ;;
   propagation) go test ./watch -run '^$' -bench BenchmarkPropagation -benchtime 300x -count "$count" -timeout 30m ;;
