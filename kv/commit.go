@@ -78,12 +78,17 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 			return nil, false, err
 		}
 		c := Change{Key: key, New: redact(p.key, p.value), Deleted: p.value == nil, Redacted: p.key.Sensitive}
-		if old.ModRevision != 0 {
+		switch {
+		case old.ModRevision == 0:
+		case p.key.Sensitive:
+			// Redacted: the record keeps the old value as it is stored.
+			c.Old, c.OldRevision, c.OldSealed = Redacted, old.ModRevision, sealedBox(old)
+		default:
 			prev, err := tx.s.layout.decodeEntry(tx.loaded.schema, key, old)
 			if err != nil {
 				return nil, false, err
 			}
-			c.Old, c.OldRevision, c.OldSealed = redact(p.key, prev.Value), old.ModRevision, sealedBox(old)
+			c.Old, c.OldRevision = redact(p.key, prev.Value), old.ModRevision
 		}
 		var box *seal.Box
 		if p.key.Sensitive && p.value != nil && !meta.DryRun {
@@ -149,9 +154,8 @@ func (tx *Tx) guarded(ops []clientv3.Op, cmps ...clientv3.Cmp) (*clientv3.TxnRes
 		return nil, EtcdError(err)
 	}
 	if !resp.Succeeded {
-		if tx.keysRev != 0 {
-			last := resp.Responses[len(resp.Responses)-1].GetResponseRange()
-			tx.s.keys.refresh(tx.ctx, last.Kvs, resp.Header.Revision)
+		if tx.sealed {
+			tx.s.keys.refresh(tx.ctx, resp.Responses)
 		}
 		return nil, tx.refresh(resp, keys)
 	}
@@ -178,10 +182,10 @@ func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string)
 	if tx.listed {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.GenerationKey()), "=", tx.listGen))
 	}
-	if tx.keysRev != 0 {
-		// Sealed with the newest keys: no data key made since.
+	if tx.sealed {
+		// Sealed with the newest keys: no data key made or retired since.
 		cmps = append(cmps, tx.s.keys.unchanged(tx.keysRev))
-		elses = append(elses, clientv3.OpGet(l.DataKeysPrefix(), clientv3.WithPrefix()))
+		elses = append(elses, tx.s.keys.reads()...)
 	}
 	return cmps, elses, keys
 }

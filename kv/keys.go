@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -41,10 +42,14 @@ type dataKeys struct {
 	layout   Layout
 	kv       clientv3.KV
 
-	mu   sync.Mutex
-	rev  int64 // the revision the table was read at; 0: not read
-	keys []*DataKey
-	ring *seal.Keyring // the unwrapped keys
+	mu     sync.Mutex
+	loaded bool
+	// version is the mod revision of the keys' version key as the table
+	// was read (0: none yet): every rotation and retirement puts it, and a
+	// sealing commit compares it, one key rather than the whole range.
+	version int64
+	keys    []*DataKey
+	ring    *seal.Keyring // the unwrapped keys
 }
 
 // WithProvider gives the store the provider of its key-encryption keys:
@@ -95,7 +100,7 @@ func (d *dataKeys) sealKey(ctx context.Context, name string) (seal.Key, int64, e
 }
 
 // chooseKey picks the key that seals a value of name: of the keys whose
-// scope covers it, the longest scope's newest.
+// scope covers it, the longest scope's newest (the last made).
 func chooseKey(ring *seal.Keyring, name string) (seal.Key, bool) {
 	var best seal.Key
 	found := false
@@ -103,34 +108,47 @@ func chooseKey(ring *seal.Keyring, name string) (seal.Key, bool) {
 		if !k.Covers(name) {
 			continue
 		}
-		if !found || len(k.Prefix) > len(best.Prefix) ||
-			len(k.Prefix) == len(best.Prefix) && (k.Created.After(best.Created) || k.Created.Equal(best.Created) && k.ID > best.ID) {
+		// The table is in the order etcd made the keys: of one scope, a
+		// later one is newer, whatever the clocks of the nodes that made them.
+		if !found || len(k.Prefix) >= len(best.Prefix) {
 			best, found = k, true
 		}
 	}
 	return best, found
 }
 
-// table returns the unwrapped keys and the revision they were read at,
+// table returns the unwrapped keys and the version they were read at,
 // reading them from etcd if the table is not held.
 func (d *dataKeys) table(ctx context.Context) (*seal.Keyring, int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.rev != 0 {
-		return d.ring, d.rev, nil
+	if d.loaded {
+		return d.ring, d.version, nil
 	}
-	resp, err := d.kv.Get(ctx, d.layout.DataKeysPrefix(), clientv3.WithPrefix())
+	resp, err := d.kv.Txn(ctx).Then(d.reads()...).Commit()
 	if err != nil {
 		return nil, 0, EtcdError(err)
 	}
-	if err := d.loadLocked(ctx, resp.Kvs, resp.Header.Revision); err != nil {
+	if err := d.loadLocked(ctx, resp.Responses); err != nil {
 		return nil, 0, err
 	}
-	return d.ring, d.rev, nil
+	return d.ring, d.version, nil
 }
 
-// loadLocked replaces the table with the keys etcd holds at rev.
-func (d *dataKeys) loadLocked(ctx context.Context, kvs []*mvccpb.KeyValue, rev int64) error {
+// reads read the table: the keys, then the version key.
+func (d *dataKeys) reads() []clientv3.Op {
+	return []clientv3.Op{clientv3.OpGet(d.layout.DataKeysPrefix(), clientv3.WithPrefix()), clientv3.OpGet(d.layout.DataKeysVersionKey())}
+}
+
+// loadLocked replaces the table with what reads() read (the last two
+// responses of rs).
+func (d *dataKeys) loadLocked(ctx context.Context, rs []*etcdserverpb.ResponseOp) error {
+	kvs := slices.Clone(rs[len(rs)-2].GetResponseRange().Kvs)
+	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return cmp.Compare(a.CreateRevision, b.CreateRevision) })
+	var version int64
+	if v := rs[len(rs)-1].GetResponseRange().Kvs; len(v) > 0 {
+		version = v[0].ModRevision
+	}
 	keys := make([]*DataKey, 0, len(kvs))
 	secrets := make([]seal.Key, 0, len(kvs))
 	for _, kv := range kvs {
@@ -149,22 +167,23 @@ func (d *dataKeys) loadLocked(ctx context.Context, kvs []*mvccpb.KeyValue, rev i
 	if err != nil {
 		return cfgerr.Wrap(cfgerr.Internal, err)
 	}
-	d.keys, d.ring, d.rev = keys, ring, rev
+	d.keys, d.ring, d.version, d.loaded = keys, ring, version, true
 	return nil
 }
 
-// refresh loads the table a failed commit's Else branch read back.
-func (d *dataKeys) refresh(ctx context.Context, kvs []*mvccpb.KeyValue, rev int64) {
+// refresh loads the table a failed commit's Else branch read back (its
+// last responses).
+func (d *dataKeys) refresh(ctx context.Context, rs []*etcdserverpb.ResponseOp) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if rev > d.rev && d.loadLocked(ctx, kvs, rev) != nil {
-		d.rev = 0
+	if d.loadLocked(ctx, rs) != nil {
+		d.loaded = false
 	}
 }
 
 func (d *dataKeys) invalidate() {
 	d.mu.Lock()
-	d.rev = 0
+	d.loaded = false
 	d.mu.Unlock()
 }
 
@@ -197,7 +216,7 @@ func (d *dataKeys) create(ctx context.Context, prefix string, rev int64, audit f
 	}
 	rec := &DataKey{ID: k.ID, Prefix: prefix, Created: k.Created, Wrapped: w}
 	b, _ := json.Marshal(rec)
-	ops := []clientv3.Op{clientv3.OpPut(d.layout.DataKeyKey(k.ID), string(b))}
+	ops := []clientv3.Op{clientv3.OpPut(d.layout.DataKeyKey(k.ID), string(b)), clientv3.OpPut(d.layout.DataKeysVersionKey(), "")}
 	if audit != nil {
 		ops = append(ops, audit(rec)...)
 	}
@@ -212,10 +231,10 @@ func (d *dataKeys) create(ctx context.Context, prefix string, rev int64, audit f
 	return rec, nil
 }
 
-// unchanged compares the whole table's range: true while no data key was
-// made or rewritten since rev.
-func (d *dataKeys) unchanged(rev int64) clientv3.Cmp {
-	return clientv3.Compare(clientv3.ModRevision(d.layout.DataKeysPrefix()), "<", rev+1).WithPrefix()
+// unchanged is true while no data key was made or retired since the table
+// was read at version.
+func (d *dataKeys) unchanged(version int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(d.layout.DataKeysVersionKey()), "=", version)
 }
 
 // sealValue seals a sensitive key's encoded value for its envelope.
@@ -228,9 +247,10 @@ func (tx *Tx) sealValue(name string, raw json.RawMessage) (*seal.Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tx.keysRev == 0 || rev < tx.keysRev {
+	if !tx.sealed || rev < tx.keysRev {
 		tx.keysRev = rev // the oldest table any value was sealed from
 	}
+	tx.sealed = true
 	b, err := seal.Seal(k, name, raw)
 	if err != nil {
 		return nil, cfgerr.Wrap(cfgerr.Internal, err)
@@ -286,10 +306,8 @@ func (s *Store) Keys(ctx context.Context) (*KeyStatus, error) {
 		return nil, err
 	}
 	primary := map[string]string{}
-	for _, k := range keys {
-		if p, ok := primary[k.Prefix]; !ok || newer(k, keyByID(keys, p)) {
-			primary[k.Prefix] = k.ID
-		}
+	for _, k := range keys { // in the order they were made: the last of a scope is its primary
+		primary[k.Prefix] = k.ID
 	}
 	for _, k := range keys {
 		st.Keys = append(st.Keys, KeyInfo{ID: k.ID, Prefix: k.Prefix, Created: k.Created, KEK: k.Wrapped.KEK,
@@ -299,19 +317,6 @@ func (s *Store) Keys(ctx context.Context) (*KeyStatus, error) {
 		return cmp.Or(strings.Compare(a.Prefix, b.Prefix), a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
 	})
 	return st, nil
-}
-
-func newer(a, b *DataKey) bool {
-	return a.Created.After(b.Created) || a.Created.Equal(b.Created) && a.ID > b.ID
-}
-
-func keyByID(keys []*DataKey, id string) *DataKey {
-	for _, k := range keys {
-		if k.ID == id {
-			return k
-		}
-	}
-	return nil
 }
 
 // RotateKey makes a new data key for prefix ("" for every key name): new
@@ -466,7 +471,8 @@ func (s *Store) RetireKey(ctx context.Context, meta Meta, id string) error {
 	if meta.Comment == "" {
 		meta.Comment = "retired data key " + id
 	}
-	resp, err := s.kv.Txn(ctx).If(s.keys.unchanged(rev)).Then(append([]clientv3.Op{clientv3.OpDelete(s.layout.DataKeyKey(id))},
+	resp, err := s.kv.Txn(ctx).If(s.keys.unchanged(rev)).Then(append([]clientv3.Op{clientv3.OpDelete(s.layout.DataKeyKey(id)),
+		clientv3.OpPut(s.layout.DataKeysVersionKey(), "")},
 		s.AuditOp(meta, []Change{{Key: "keys/" + id, Deleted: true}})...)...).Commit()
 	if err != nil {
 		return EtcdError(err)

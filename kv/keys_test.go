@@ -2,6 +2,7 @@ package kv_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -129,14 +130,17 @@ func TestTamperedSealRefused(t *testing.T) {
 	var env map[string]any
 	json.Unmarshal(resp.Kvs[0].Value, &env)
 	box := env["x"].(map[string]any)
-	d := []byte(box["d"].(string))
-	d[2] ^= 'A' ^ 'B' // a change to the base64 text of the ciphertext
-	box["d"] = string(d)
+	d, err := base64.StdEncoding.DecodeString(box["d"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d[2] ^= 1 // one bit of the ciphertext
+	box["d"] = base64.StdEncoding.EncodeToString(d)
 	b, _ := json.Marshal(env)
 	if _, err := c.Put(ctx(t), ek, string(b)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := kv.New(c, kv.WithProvider(kek)).Get(ctx(t), "db.password", 0)
+	_, err = kv.New(c, kv.WithProvider(kek)).Get(ctx(t), "db.password", 0)
 	if cfgerr.CodeOf(err) != cfgerr.Sealed || !strings.Contains(err.Error(), "tampered") {
 		t.Fatalf("tampered: %v", err)
 	}

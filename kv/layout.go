@@ -47,6 +47,10 @@ func (l Layout) ProposalKey(id string) string { return l.ProposalsPrefix() + id 
 // (DataKey records): outside the client range.
 func (l Layout) DataKeysPrefix() string { return l.prefix + "v1/keys/" }
 
+// DataKeysVersionKey is put with every data key made or retired: a commit
+// that sealed a value compares it.
+func (l Layout) DataKeysVersionKey() string { return l.prefix + "v1/keys-version" }
+
 // DataKeyKey holds one data key.
 func (l Layout) DataKeyKey(id string) string { return l.DataKeysPrefix() + id }
 

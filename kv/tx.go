@@ -32,7 +32,8 @@ type Tx struct {
 	// once etcd confirms what it read.
 	unchanged []string
 	noop      bool
-	keysRev   int64          // the data keys' revision, if the change sealed a value with them
+	sealed    bool           // the change sealed a value: its commit compares the data keys' version
+	keysRev   int64          // that version
 	doc       []byte         // a new schema document, if the change sets one
 	newSch    *schema.Schema // its parsed form
 }
