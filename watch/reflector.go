@@ -248,7 +248,9 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 		}
 		if k, ok := sch.Lookup(key); ok && k.RequiresRestart {
 			e.RequiresRestart = true
-			if f, ok := c.frozen[key]; !ok || schema.Equal(f.Value, e.New) {
+			// A value the client cannot open has changed all the same: it
+			// waits for a restart too.
+			if f, ok := c.frozen[key]; !ok || e.Err == nil && schema.Equal(f.Value, e.New) {
 				delete(c.pending, key) // no start value yet (this is the start), or back to it
 			} else {
 				c.pending[key] = Value{Key: key, Value: e.New, Type: k.Type, Source: e.Source, RequiresRestart: true,

@@ -78,3 +78,15 @@ func TestSealedValues(t *testing.T) {
 		t.Fatalf("sealed values reported as rejected: %+v %+v", billing.Rejections(), bare.Rejections())
 	}
 }
+
+// A requires_restart value the client cannot open is still a pending
+// restart: it changed, though the client cannot say to what.
+func TestSealedPendingRestart(t *testing.T) {
+	e := setup(t)
+	c := newClient(t, e.etcd)
+	e.set(t, "db.password", "hunter2")
+	eventually(t, "a pending restart", c.RestartRequired)
+	if p := c.PendingRestart(); len(p) != 1 || p[0].Key != "db.password" || p[0].Value != nil {
+		t.Fatalf("pending: %+v", p)
+	}
+}
