@@ -146,6 +146,13 @@ func (c *Client) RetireKey(ctx context.Context, id, comment string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/encryption-keys/"+url.PathEscape(id)+q, nil, nil)
 }
 
+// Rewrap wraps every data key with the node's current key-encryption key
+// (Reencrypted.Resealed counts the keys rewrapped).
+func (c *Client) Rewrap(ctx context.Context, req ReencryptRequest) (*Reencrypted, error) {
+	var r Reencrypted
+	return &r, c.do(ctx, http.MethodPost, "/v1/encryption-keys/rewrap", req, &r)
+}
+
 // Reencrypt re-seals every value not sealed with the newest key for it.
 func (c *Client) Reencrypt(ctx context.Context, req ReencryptRequest) (*Reencrypted, error) {
 	var r Reencrypted

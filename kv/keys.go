@@ -418,6 +418,61 @@ func (s *Store) ExportKeys(ctx context.Context, meta Meta, prefix string) (*seal
 	return exported, nil
 }
 
+// RewrapKeys wraps every data key again with the provider's current
+// key-encryption key (after a new one was added to every node's keyring),
+// so the old one can then be removed from the keyrings. Each record is
+// replaced only if unchanged since read. It returns how many it rewrapped.
+func (s *Store) RewrapKeys(ctx context.Context, meta Meta) (int, error) {
+	if s.keys == nil {
+		return 0, errNoKeyring()
+	}
+	if err := checkMeta(meta); err != nil {
+		return 0, err
+	}
+	resp, err := s.kv.Get(ctx, s.layout.DataKeysPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return 0, EtcdError(err)
+	}
+	meta.Action = ActionKeys
+	n := 0
+	for _, kv := range resp.Kvs {
+		var k DataKey
+		if err := json.Unmarshal(kv.Value, &k); err != nil {
+			return n, cfgerr.Errorf(cfgerr.Internal, "", "", "data key record %s is corrupt: %v", kv.Key, err)
+		}
+		secret, err := s.keys.provider.Unwrap(ctx, k.ID, k.Wrapped)
+		if err != nil {
+			return n, cfgerr.Wrap(cfgerr.Sealed, err)
+		}
+		w, err := s.keys.provider.Wrap(ctx, k.ID, secret)
+		if err != nil {
+			return n, cfgerr.Wrap(cfgerr.Sealed, err)
+		}
+		if w.KEK == k.Wrapped.KEK {
+			continue // wrapped by the current key-encryption key already
+		}
+		old := k.Wrapped.KEK
+		k.Wrapped = w
+		b, _ := json.Marshal(k)
+		m := meta
+		if m.Comment == "" {
+			m.Comment = fmt.Sprintf("data key %s wrapped by %s instead of %s", k.ID, w.KEK, old)
+		}
+		tr, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+			Then(append([]clientv3.Op{clientv3.OpPut(string(kv.Key), string(b)), clientv3.OpPut(s.layout.DataKeysVersionKey(), "")},
+				s.AuditOp(m, []Change{{Key: "keys/" + k.ID, Old: map[string]any{"kek": old}, New: map[string]any{"kek": w.KEK}}})...)...).Commit()
+		if err != nil {
+			return n, EtcdError(err)
+		}
+		if !tr.Succeeded {
+			return n, cfgerr.Errorf(cfgerr.Conflict, "", "key", "data key %s changed meanwhile; run it again", k.ID)
+		}
+		n++
+	}
+	s.keys.invalidate()
+	return n, nil
+}
+
 // RetireKey deletes a data key that nothing uses any more: not the newest
 // of its scope (rotate first), and sealing no value, no audit record and no
 // proposal (reencrypt first; records sealed with it are kept until pruned).

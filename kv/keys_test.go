@@ -321,3 +321,48 @@ func TestRetireKey(t *testing.T) {
 		t.Fatalf("after retiring: %+v %v", e, err)
 	}
 }
+
+// Rotating the key-encryption key: a node given a keyring with a new one
+// rewraps every data key with it; nodes holding only the new one then read
+// every value, and nodes holding only the old one refuse, naming it.
+func TestRewrapKeys(t *testing.T) {
+	old := seal.NewKey("kek", "", time.Now())
+	oldRing := mustRing(t, old)
+	oldKEK, _ := seal.NewLocal(oldRing)
+	_, c := newStore(t)
+	s := kv.New(c, kv.WithProvider(oldKEK))
+	if _, err := s.SetSchema(ctx(t), kv.Meta{Actor: "admin"}, exampleSchema(t)); err != nil {
+		t.Fatal(err)
+	}
+	setSecret(t, s, "db.password", "hunter2")
+	if _, err := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, "db."); err != nil {
+		t.Fatal(err)
+	}
+	next := seal.NewKey("kek", "", time.Now().Add(time.Second))
+	both, err := oldRing.Add(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bothKEK, _ := seal.NewLocal(both)
+	n, err := kv.New(c, kv.WithProvider(bothKEK)).RewrapKeys(ctx(t), kv.Meta{Actor: "admin"})
+	if err != nil || n != 2 {
+		t.Fatalf("rewrap: %d %v", n, err)
+	}
+	newOnly, _ := seal.NewLocal(mustRing(t, next))
+	fresh := kv.New(c, kv.WithProvider(newOnly))
+	if e, err := fresh.Get(ctx(t), "db.password", 0); err != nil || e.Value != "hunter2" {
+		t.Fatalf("with the new key-encryption key alone: %+v %v", e, err)
+	}
+	st, _ := fresh.Keys(ctx(t))
+	for _, k := range st.Keys {
+		if k.KEK != next.ID {
+			t.Fatalf("data key %s still wrapped by %s", k.ID, k.KEK)
+		}
+	}
+	if err := kv.New(c, kv.WithProvider(oldKEK)).CheckKeys(ctx(t)); err == nil || !strings.Contains(err.Error(), next.ID) {
+		t.Fatalf("a node with the old keyring alone: %v", err)
+	}
+	if n, err := kv.New(c, kv.WithProvider(bothKEK)).RewrapKeys(ctx(t), kv.Meta{Actor: "admin"}); err != nil || n != 0 {
+		t.Fatalf("a second rewrap: %d %v", n, err)
+	}
+}

@@ -106,7 +106,7 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 		"GET /v1/proposals": auth.Read, "GET /v1/proposals/{id}": auth.Read, "POST /v1/proposals/{id}/{decision}": "",
 		"GET /v1/encryption-keys": auth.Admin, "POST /v1/encryption-keys": auth.Admin,
 		"POST /v1/encryption-keys/export": auth.Admin, "POST /v1/encryption-keys/reencrypt": auth.Admin,
-		"DELETE /v1/encryption-keys/{id}": auth.Admin,
+		"DELETE /v1/encryption-keys/{id}": auth.Admin, "POST /v1/encryption-keys/rewrap": auth.Admin,
 		"GET /v1/service-accounts":        auth.Admin, "POST /v1/service-accounts": auth.Admin, "DELETE /v1/service-accounts/{name}": auth.Admin,
 		"POST /v1/roles": auth.Admin, "DELETE /v1/roles/{name}": auth.Admin, "GET /healthz": "", "GET /readyz": "",
 	}

@@ -126,6 +126,7 @@ func (n *Node) routeTable() []route {
 		{"POST /v1/encryption-keys", onEverything(auth.Admin), n.rotateKey},
 		{"POST /v1/encryption-keys/export", onEverything(auth.Admin), n.exportKeys},
 		{"POST /v1/encryption-keys/reencrypt", onEverything(auth.Admin), n.reencrypt},
+		{"POST /v1/encryption-keys/rewrap", onEverything(auth.Admin), n.rewrap},
 		{"DELETE /v1/encryption-keys/{id}", onEverything(auth.Admin), n.retireKey},
 		{"GET /v1/roles", onEverything(auth.Admin), n.listRoles},
 		{"POST /v1/roles", onEverything(auth.Admin), n.putRole},

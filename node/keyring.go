@@ -126,6 +126,18 @@ func (n *Node) retireKey(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (n *Node) rewrap(w http.ResponseWriter, r *http.Request) error {
+	var req api.ReencryptRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	done, err := n.store.RewrapKeys(r.Context(), kv.Meta{Actor: actor(r), Comment: req.Comment})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.Reencrypted{Resealed: done})
+}
+
 func (n *Node) reencrypt(w http.ResponseWriter, r *http.Request) error {
 	var req api.ReencryptRequest
 	if err := decode(r, &req); err != nil {

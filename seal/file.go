@@ -93,3 +93,17 @@ func WriteKeyring(path string, r *Keyring) error {
 	}
 	return f.Close()
 }
+
+// ReplaceKeyring writes a keyring file over an existing one, atomically
+// (a new file renamed over it), mode 0600.
+func ReplaceKeyring(path string, r *Keyring) error {
+	tmp := path + ".new"
+	if err := WriteKeyring(tmp, r); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

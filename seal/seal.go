@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -160,6 +161,11 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 		seen[k.ID] = true
 	}
 	return &Keyring{Keys: keys}, nil
+}
+
+// Add returns a keyring with the keys of r and k.
+func (r *Keyring) Add(k Key) (*Keyring, error) {
+	return NewKeyring(append(slices.Clone(r.Keys), k)...)
 }
 
 // Key returns the key of id.

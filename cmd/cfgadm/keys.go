@@ -74,6 +74,21 @@ func keysCommand() *cli.Command {
 				},
 			},
 			{
+				Name:  "rewrap",
+				Usage: "wrap every data key with the newest key-encryption key of the nodes' keyring (after cfgnode keyring --add on every node)",
+				Flags: []cli.Flag{comment},
+				Action: func(c *cli.Context) error {
+					if err := args(c, 0, "no arguments"); err != nil {
+						return err
+					}
+					r, err := client(c).Rewrap(c.Context, api.ReencryptRequest{Comment: c.String("comment")})
+					if err != nil {
+						return err
+					}
+					return show(c, r, func(t *table) { t.note("rewrapped %d data key(s)", r.Resealed) })
+				},
+			},
+			{
 				Name:      "retire",
 				Usage:     "delete a data key that nothing is sealed with any more (refused, naming what still uses it, otherwise)",
 				ArgsUsage: "ID",
