@@ -107,7 +107,7 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 		"GET /v1/encryption-keys": auth.Admin, "POST /v1/encryption-keys": auth.Admin,
 		"POST /v1/encryption-keys/export": auth.Admin, "POST /v1/encryption-keys/reencrypt": auth.Admin,
 		"DELETE /v1/encryption-keys/{id}": auth.Admin, "POST /v1/encryption-keys/rewrap": auth.Admin,
-		"GET /v1/service-accounts":        auth.Admin, "POST /v1/service-accounts": auth.Admin, "DELETE /v1/service-accounts/{name}": auth.Admin,
+		"GET /v1/service-accounts": auth.Admin, "POST /v1/service-accounts": auth.Admin, "DELETE /v1/service-accounts/{name}": auth.Admin,
 		"POST /v1/roles": auth.Admin, "DELETE /v1/roles/{name}": auth.Admin, "GET /healthz": "", "GET /readyz": "",
 	}
 	for _, rt := range n.routeTable() {
