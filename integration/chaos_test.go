@@ -104,7 +104,8 @@ func runChaos(t *testing.T, cl *Cluster, seed uint64, faults []string, rounds in
 	obs := cl.Observe(t)
 	total, perFault := &tally{}, map[string]*tally{}
 	var failed []int
-	began := time.Now()
+	began, code := time.Now(), commit() // the code under test: HEAD may move during a long soak
+	t.Logf("chaos: seed %d, commit %s", seed, code)
 	for round := 1; round <= rounds; round++ {
 		if *chaosFor > 0 && time.Since(began) > *chaosFor {
 			t.Logf("-chaos.for %v is up: %d of %d rounds run", *chaosFor, round-1, rounds)
@@ -244,7 +245,7 @@ func runChaos(t *testing.T, cl *Cluster, seed uint64, faults []string, rounds in
 			keepRound(t, cl, load, round, strings.Join(why, "; "))
 		}
 	}
-	summary := fmt.Sprintf("chaos: seed %d, commit %s, failed rounds %v\n  %-22s %s", seed, commit(), failed, "all", total)
+	summary := fmt.Sprintf("chaos: seed %d, commit %s, failed rounds %v\n  %-22s %s", seed, code, failed, "all", total)
 	for _, f := range slices.Concat(loopbackFaults, netnsFaults, diskFaults) {
 		if x := perFault[f]; x != nil {
 			summary += fmt.Sprintf("\n  %-22s %s", f, x)
@@ -301,11 +302,14 @@ func (x *tally) String() string {
 		x.rounds, x.failed, x.ops, x.acked, x.lost, x.linearizable, x.rounds, x.watchViolations, q(0.5), q(0.99), q(1))
 }
 
-// commit names the code under test.
+// commit names the code under test: HEAD, marked dirty if the tree differs.
 func commit() string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"
+	}
+	if exec.Command("git", "diff", "--quiet", "HEAD").Run() != nil {
+		return strings.TrimSpace(string(out)) + "-dirty"
 	}
 	return strings.TrimSpace(string(out))
 }
