@@ -124,7 +124,7 @@ func TestServiceAccounts(t *testing.T) {
 		{"get", "--prefix", "/cfgcluster/v1/audit/"},
 		{"get", "--prefix", "/cfgcluster/v1/auth/"},
 		{"get", "--prefix", "/cfgcluster/v1/keys/"}, // the wrapped data keys
-		{"get", "/cfgcluster/v1/generation"},
+		{"get", "/cfgcluster/v1/keys-version"},
 		{"user", "list"},
 	}
 	for _, args := range refused {

@@ -118,8 +118,7 @@ func (tx *Tx) commit(meta Meta) (res *Result, ok bool, err error) {
 	ops = append(ops, tx.s.auditOps(rec)...)
 
 	if len(tx.order) > 0 {
-		ops = append(ops, clientv3.OpPut(tx.s.layout.GenerationKey(), ""),
-			clientv3.OpPut(tx.s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
+		ops = append(ops, clientv3.OpPut(tx.s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
 	}
 	resp, err := tx.guarded(append(ops, extraOps...), extraCmps...)
 	if resp == nil || err != nil {
@@ -165,7 +164,7 @@ func (tx *Tx) guarded(ops []clientv3.Op, cmps ...clientv3.Cmp) (*clientv3.TxnRes
 // guards are the commit's compares (every read, the listing and the schema
 // still as the transaction saw them) and the reads its Else branch makes
 // for a retry; keys are the etcd keys read one by one, in the order of the
-// Else reads after the schema's (and the generation key's, after a List).
+// Else reads after the schema's.
 func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string) {
 	l := tx.s.layout
 	cmps = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(l.SchemaKey()), "=", tx.loaded.rev)}
@@ -180,7 +179,7 @@ func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string)
 		elses = append(elses, clientv3.OpGet(k))
 	}
 	if tx.listed {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.GenerationKey()), "=", tx.listGen))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.LastChangeKey()), "=", tx.listGen))
 	}
 	if tx.sealed {
 		// Sealed with the newest keys: no data key made or retired since.

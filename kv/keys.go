@@ -690,7 +690,7 @@ func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysR
 	rec := newAuditRecord(meta, now)
 	rec.Changes = changes
 	ops = append(ops, s.auditOps(rec)...)
-	ops = append(ops, clientv3.OpPut(s.layout.GenerationKey(), ""), clientv3.OpPut(s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
+	ops = append(ops, clientv3.OpPut(s.layout.LastChangeKey(), encodeChangeMeta(meta, now)))
 	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return false, EtcdError(err)

@@ -60,18 +60,14 @@ func (l Layout) Prefix() string { return l.prefix }
 // SchemaKey holds the active schema document.
 func (l Layout) SchemaKey() string { return l.prefix + "v1/schema" }
 
-// GenerationKey is bumped (put, empty) by every change that writes or
-// deletes a value, in the change's own transaction. A change that read every
-// value (a schema change, a rollback of everything) compares this one key
-// instead of each value's, so it stays within etcd's limit of operations per
-// transaction (--max-txn-ops, 128 by default) at any number of values. It is
-// outside the client range: services never receive it.
-func (l Layout) GenerationKey() string { return l.prefix + "v1/generation" }
-
 // LastChangeKey holds the ChangeMeta of the latest change that wrote or
 // deleted a value, put in the same transaction. It is inside the client
 // range: a watcher learns from it who deleted a value, and why (a delete
-// leaves no envelope).
+// leaves no envelope). Since no value moves without it, it is also the
+// values' generation: a change that read every value (a schema change, a
+// rollback of everything) compares this one key instead of each value's,
+// so it stays within etcd's limit of operations per transaction
+// (--max-txn-ops, 128 by default) at any number of values.
 func (l Layout) LastChangeKey() string { return l.prefix + "v1/txn" }
 
 // ValuesPrefix is the prefix of every value envelope.

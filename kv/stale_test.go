@@ -66,7 +66,7 @@ func TestStaleViewNeverRefusesValidWrites(t *testing.T) {
 	}
 }
 
-// A schema change and a rollback of everything compare one generation key,
+// A schema change and a rollback of everything compare one key (the last-change key),
 // not every value: they work at any number of values.
 func TestWholeNamespaceChangesAtScale(t *testing.T) {
 	s, c := newStore(t)
@@ -138,7 +138,7 @@ func wholeNamespaceChanges(t *testing.T, s *kv.Store, c *clientv3.Client, keys [
 		t.Fatalf("%s after rollback: %v", keys[0], e.Value)
 	}
 	// A value changed or deleted between the listing and the commit is
-	// caught by the generation key: the change runs again on the fresh state.
+	// caught by the last-change key: the change runs again on the fresh state.
 	other := kv.New(c)
 	for _, w := range []kv.Write{{Key: keys[1], Value: int64(3)}, {Key: keys[2], Delete: true}} {
 		runs := 0

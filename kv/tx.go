@@ -21,7 +21,7 @@ type Tx struct {
 	loaded *loadedSchema
 	reads  map[string]*mvccpb.KeyValue // etcd key → kv as read, guarded one by one; ModRevision 0: absent
 	// listing holds what List read (etcd key → kv), guarded as a whole by
-	// the generation key's mod revision as List saw it (listGen).
+	// the last-change key's mod revision as List saw it (listGen).
 	listing map[string]*mvccpb.KeyValue
 	listed  bool
 	listGen int64
@@ -93,11 +93,11 @@ func (tx *Tx) read(key string) (*mvccpb.KeyValue, error) {
 
 // List returns every stored entry, sorted by key (the transaction's own
 // writes are not applied). The commit is then guarded against any value
-// created, changed or deleted since, by the generation key alone.
+// created, changed or deleted since, by the last-change key alone.
 func (tx *Tx) List() ([]*Entry, error) {
 	l := tx.s.layout
 	resp, err := tx.s.kv.Txn(tx.ctx).Then(
-		clientv3.OpGet(l.GenerationKey(), clientv3.WithSerializable()),
+		clientv3.OpGet(l.LastChangeKey(), clientv3.WithSerializable()),
 		clientv3.OpGet(l.ValuesPrefix(), clientv3.WithPrefix(), clientv3.WithSerializable()),
 	).Commit()
 	if err != nil {

@@ -129,7 +129,7 @@ func (n *Node) makeEtcdUser(ctx context.Context, c *clientv3.Client, cred auth.E
 func checkEtcdAccess(ctx context.Context, c *clientv3.Client, layout kv.Layout, user string) error {
 	p := layout.Prefix()
 	end := clientv3.GetPrefixRangeEnd(p)
-	never := clientv3.Compare(clientv3.CreateRevision(layout.GenerationKey()), "<", 0)
+	never := clientv3.Compare(clientv3.CreateRevision(layout.LastChangeKey()), "<", 0)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err := c.Txn(ctx).If(never).Then(
