@@ -16,7 +16,18 @@ import (
 // WatchOption changes what Watch does.
 type WatchOption func(*watchOptions)
 
-type watchOptions struct{ open func() }
+type watchOptions struct {
+	open      func()
+	proposals func(*Proposal) error
+}
+
+// WithProposals also streams the proposals made or decided that touch a key
+// under the prefix and that the caller may read (`event: proposal`); fn is
+// given each, and nil when some were lost (re-list them with Proposals).
+// They are live only: a resumed stream does not replay them.
+func WithProposals(fn func(*Proposal) error) WatchOption {
+	return func(o *watchOptions) { o.proposals = fn }
+}
 
 // OnOpen calls fn once the node has accepted the stream: an error after it
 // is a stream that broke, not one that never opened.
@@ -31,7 +42,11 @@ func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(
 	for _, opt := range opts {
 		opt(&o)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint+"/v1/watch?"+url.Values{"prefix": {prefix}}.Encode(), nil)
+	q := url.Values{"prefix": {prefix}}
+	if o.proposals != nil {
+		q.Set("proposals", "true")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint+"/v1/watch?"+q.Encode(), nil)
 	if err != nil {
 		return cfgerr.Errorf(cfgerr.Invalid, "", "endpoint", "%v", err)
 	}
@@ -65,6 +80,18 @@ func (c *Client) Watch(ctx context.Context, prefix string, since int64, fn func(
 			}
 			if resync != nil {
 				return resync(r)
+			}
+		case "proposal":
+			if o.proposals != nil {
+				var p Proposal
+				if err := json.Unmarshal(data, &p); err != nil {
+					return cfgerr.Errorf(cfgerr.Internal, "", "", "malformed proposal event: %v", err)
+				}
+				return o.proposals(&p)
+			}
+		case "proposals-resync":
+			if o.proposals != nil {
+				return o.proposals(nil)
 			}
 		}
 		return nil

@@ -231,6 +231,10 @@ func (s *Store) Proposal(ctx context.Context, id string) (*Proposal, error) {
 	return decodeProposal(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 }
 
+// DecodeProposal decodes a stored proposal (the node's SSE feed reads them
+// from its watch).
+func DecodeProposal(b []byte, modRev int64) (*Proposal, error) { return decodeProposal(b, modRev) }
+
 func decodeProposal(b []byte, modRev int64) (*Proposal, error) {
 	var p Proposal
 	if err := json.Unmarshal(b, &p); err != nil {

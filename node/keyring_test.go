@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +177,101 @@ func TestRevealNeedsReadSensitive(t *testing.T) {
 	}
 	if len(reveals) != 1 || reveals[0].Actor != "dana" || reveals[0].Comment != "rotating the app's pool" || reveals[0].Changes[0].OldRevision != r.Revision {
 		t.Fatalf("reveals in the audit trail: %+v", reveals)
+	}
+}
+
+// A stream that asks for proposals gets each proposal made and decided
+// under its prefix (and readable by its caller), live, beside the value
+// changes; one that does not ask gets only the changes.
+func TestProposalsOnTheStream(t *testing.T) {
+	n, c := startNode(t, "../examples/schema.yaml")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tok, err := c.CreateToken(ctx, api.TokenRequest{Name: "bob", Subject: "bob", Roles: []string{"approver"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := api.NewClient(n.APIURL(), tok.Token)
+	type seen struct {
+		proposal *api.Proposal
+		batch    *api.WatchBatch
+	}
+	watch := func(opts ...api.WatchOption) (chan seen, chan struct{}) { // through the Go client
+		got, opened := make(chan seen, 16), make(chan struct{})
+		opts = append(opts, api.OnOpen(func() { close(opened) }))
+		go c.Watch(ctx, "payments.", 0, func(b api.WatchBatch) error { got <- seen{batch: &b}; return nil }, nil, opts...)
+		return got, opened
+	}
+	var with0 chan seen
+	proposals := make(chan seen, 16)
+	with0 = proposals
+	_, openedWith := watch(api.WithProposals(func(p *api.Proposal) error {
+		if p != nil {
+			proposals <- seen{proposal: p}
+		}
+		return nil
+	}))
+	// A stream that does not ask, read raw: the event names it is sent.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL()+"/v1/watch?prefix=", nil)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("raw stream: %v", err)
+	}
+	defer resp.Body.Close()
+	without := make(chan string, 16)
+	go api.ReadEvents(resp.Body, func(event string, d []byte) error {
+		without <- event + " " + string(d)
+		return nil
+	})
+	<-openedWith
+	r, err := c.Set(ctx, "payments.live_mode", api.SetRequest{Text: str("true")})
+	if err != nil || r.Proposal == nil {
+		t.Fatalf("set: %+v %v", r, err)
+	}
+	if _, err := bob.Decide(ctx, r.Proposal.ID, "approve", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	next := func(ch chan seen) seen {
+		select {
+		case s := <-ch:
+			return s
+		case <-ctx.Done():
+			t.Fatal("no event")
+			return seen{}
+		}
+	}
+	// The proposals stream: the proposal pending, then applied (its
+	// change arrives as a batch around it).
+	var states []string
+	for len(states) < 2 {
+		if s := next(with0); s.proposal != nil {
+			if s.proposal.ID != r.Proposal.ID {
+				t.Fatalf("another proposal: %+v", s.proposal)
+			}
+			states = append(states, s.proposal.State)
+		}
+	}
+	if states[0] != "pending" || states[1] != "applied" {
+		t.Fatalf("proposal states on the stream: %v", states)
+	}
+	// The stream that did not ask: once the proposal was published (the
+	// other stream has it), a later change reaches it with nothing but
+	// changes before it.
+	if _, err := c.Set(ctx, "log.level", api.SetRequest{Text: str("warn")}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case ev := <-without:
+			if !strings.HasPrefix(ev, "change ") {
+				t.Fatalf("a stream that did not ask for proposals was sent %s", ev)
+			}
+			if strings.Contains(ev, `"log.level"`) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the later change never reached the stream that did not ask")
+		}
 	}
 }

@@ -188,6 +188,7 @@ type Node struct {
 	stopped    atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
 	memberGone chan struct{}          // closed when the embedded member stops on its own
 	ring       *ring
+	proposals  *proposalFeed // proposals made or decided, for SSE streams that ask
 	kekFile    string       // the encryption keyring's file
 	streams    perClient    // SSE streams by client address
 	encoded    encodedCache // SSE encodings shared by streams
@@ -281,12 +282,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.log.Error("no admin token for this node: use another admin's, or cfgadm token create once writes work", zap.Error(err))
 	}
 	n.ring = newRing(ringBatches, ringBytes, n.watch.Revision(), n.reg)
+	n.proposals = newProposalFeed()
 	n.watch.Subscribe("*", n.ring.handler())
 	n.maint = leases.NewMaintenance(c, n.store, 0)
 	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopBg = stopBg
-	n.bg.Add(3)
+	n.bg.Add(4)
+	go func() {
+		defer n.bg.Done()
+		n.proposals.run(bgCtx, c, n.store.Layout(), n.watch.Revision(), n.log.Named("proposals"))
+	}()
 	go n.promoteLearners(bgCtx)
 	go n.pruneAudit(bgCtx)
 	go n.writeRefusals(bgCtx)

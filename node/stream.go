@@ -17,6 +17,7 @@ import (
 
 	"cfgcluster/api"
 	"cfgcluster/cfgerr"
+	"cfgcluster/kv"
 	"cfgcluster/watch"
 )
 
@@ -162,6 +163,30 @@ type stream struct {
 	prefix string
 	ch     chan watch.Batch
 	resync chan struct{}
+	// With ?proposals=true: proposals made or decided that the caller may
+	// read and that touch a key under prefix, and a notice when some were
+	// lost (re-list them).
+	props     chan *kv.Proposal
+	propsLost chan struct{}
+	may       func(key string) bool
+}
+
+// mayProposal reports whether the stream's caller may see p: a key of it
+// under the stream's prefix, and read on every key (a schema proposal: read
+// on everything).
+func (s *stream) mayProposal(p *kv.Proposal) bool {
+	keys := p.Keys()
+	if len(keys) == 0 {
+		return s.may("")
+	}
+	under := false
+	for _, k := range keys {
+		if !s.may(k) {
+			return false
+		}
+		under = under || strings.HasPrefix(k, s.prefix)
+	}
+	return under
 }
 
 // wants reports whether the batch changes a key under the stream's prefix.
@@ -222,6 +247,13 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 	rc.SetReadDeadline(time.Time{})
 	ew := &deadlineWriter{w: w, rc: rc, d: n.cfg.EventWriteTimeout}
 	st := &stream{prefix: prefix, ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
+	if r.URL.Query().Get("proposals") == "true" {
+		who := principal(r)
+		st.props, st.propsLost = make(chan *kv.Proposal, 64), make(chan struct{}, 1)
+		st.may = func(key string) bool { return who.Can(auth.Read, key) }
+		n.proposals.join(st)
+		defer n.proposals.leave(st)
+	}
 	missed, last, base, complete := n.ring.join(st, since)
 	defer n.ring.leave(st)
 	var older []watch.Batch
@@ -277,6 +309,11 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 			err = sendResync(ew, n.watch.Revision(), "overflow")
 		case b := <-st.ch:
 			err = n.sendBatch(ew, b, prefix)
+		case p := <-st.props:
+			data, _ := json.Marshal(n.wireProposal(r, p))
+			_, err = fmt.Fprintf(ew, "event: proposal\ndata: %s\n\n", data)
+		case <-st.propsLost:
+			_, err = fmt.Fprint(ew, "event: proposals-resync\ndata: {}\n\n")
 		}
 		if err == nil {
 			err = ew.flush()
