@@ -189,9 +189,9 @@ type Node struct {
 	memberGone chan struct{}          // closed when the embedded member stops on its own
 	ring       *ring
 	proposals  *proposalFeed // proposals made or decided, for SSE streams that ask
-	kekFile    string       // the encryption keyring's file
-	streams    perClient    // SSE streams by client address
-	encoded    encodedCache // SSE encodings shared by streams
+	kekFile    string        // the encryption keyring's file
+	streams    perClient     // SSE streams by client address
+	encoded    encodedCache  // SSE encodings shared by streams
 	maint      *leases.Maintenance
 	sched      *leases.Scheduler // opens scheduled windows (elected among nodes)
 	bg         sync.WaitGroup    // background loops (learner promotion)
