@@ -89,6 +89,10 @@ type Change struct {
 	// the key. Omitted in a stored record when large, as values are.
 	OldSealed *seal.Box `json:"old_sealed,omitempty"`
 	NewSealed *seal.Box `json:"new_sealed,omitempty"`
+	// Note marks a record that names the key without changing its value (a
+	// proposal, a decision on one, a reveal): it is in the key's audit
+	// trail, never in its history, and never read as its value.
+	Note bool `json:"note,omitempty"`
 }
 
 // keyEntry is the audit trail's index entry of one key's change: the key's
@@ -104,6 +108,7 @@ type keyEntry struct {
 	Deleted     bool      `json:"deleted,omitempty"`
 	Redacted    bool      `json:"redacted,omitempty"`
 	Sealed      *seal.Box `json:"sealed,omitempty"` // a sensitive key's new value, sealed
+	Note        bool      `json:"note,omitempty"`   // not a change of the value (Change.Note)
 }
 
 // Touches reports whether the record changes key.
@@ -289,7 +294,7 @@ func (s *Store) AuditRead(ctx context.Context, meta Meta, key string, rev int64)
 	if meta.Comment == "" {
 		meta.Comment = fmt.Sprintf("read the value of revision %d in clear", rev)
 	}
-	_, err := s.kv.Txn(ctx).Then(s.AuditOp(meta, []Change{{Key: key, OldRevision: rev, Redacted: true}})...).Commit()
+	_, err := s.kv.Txn(ctx).Then(s.AuditOp(meta, []Change{{Key: key, OldRevision: rev, Redacted: true, Note: true}})...).Commit()
 	return EtcdError(err)
 }
 
@@ -307,7 +312,7 @@ func (s *Store) auditOps(full AuditRecord) []clientv3.Op {
 	ops := make([]clientv3.Op, 0, len(full.Changes)+1)
 	for _, c := range full.Changes {
 		e := keyEntry{ID: id, Time: rec.Time, Actor: rec.Actor, Action: rec.Action, Comment: rec.Comment,
-			New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted, Sealed: c.NewSealed}
+			New: c.New, OldRevision: c.OldRevision, Deleted: c.Deleted, Redacted: c.Redacted, Sealed: c.NewSealed, Note: c.Note}
 		data, _ := json.Marshal(e)
 		ops = append(ops, clientv3.OpPut(s.layout.auditKeyEntry(c.Key, id), string(data)))
 		if large(c.Old) || c.OldSealed != nil && len(c.OldSealed.Data) > InlineValueBytes {

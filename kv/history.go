@@ -52,8 +52,8 @@ func (s *Store) History(ctx context.Context, key string, limit int) ([]*HistoryE
 	byRev := map[int64]*HistoryEntry{}
 	err = s.scan(ctx, s.layout.auditKeyPrefix(key, false), 0, func(kv *mvccpb.KeyValue) (bool, error) {
 		e, err := decodeKeyEntry(kv)
-		if err != nil {
-			return false, err
+		if err != nil || e.Note {
+			return err == nil, err // a note (a proposal, a reveal) changed no value
 		}
 		h := &HistoryEntry{Revision: kv.ModRevision, Deleted: e.Deleted, Redacted: e.Redacted && !e.Deleted,
 			Actor: e.Actor, Time: e.Time, Action: e.Action, Comment: e.Comment, Source: "audit",

@@ -137,7 +137,7 @@ func (tx *Tx) propose(meta Meta, needs int) (*Result, bool, error) {
 	for _, key := range tx.order {
 		w := tx.writes[key]
 		c := ProposedChange{Key: key, Delete: w.value == nil}
-		ac := Change{Key: key, New: redact(w.key, w.value), Deleted: c.Delete, Redacted: w.key.Sensitive}
+		ac := Change{Key: key, New: redact(w.key, w.value), Deleted: c.Delete, Redacted: w.key.Sensitive, Note: true}
 		if !c.Delete {
 			c.Value = w.raw
 			if w.key.Sensitive {
@@ -409,7 +409,7 @@ func (s *Store) putProposal(ctx context.Context, meta Meta, old, next *Proposal)
 	rec := newAuditRecord(meta, s.now())
 	rec.Proposal = old.ID
 	for _, c := range old.Changes {
-		rec.Changes = append(rec.Changes, Change{Key: c.Key, Deleted: c.Delete, Redacted: c.Sealed != nil})
+		rec.Changes = append(rec.Changes, Change{Key: c.Key, Deleted: c.Delete, Redacted: c.Sealed != nil, Note: true})
 	}
 	resp, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(pk), "=", old.ModRevision)).
 		Then(append([]clientv3.Op{clientv3.OpPut(pk, string(b))}, s.auditOps(rec)...)...).Commit()

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/etcdtest"
 	"cfgcluster/kv"
 )
 
@@ -18,6 +19,7 @@ const approvalSchema = `keys:
   pay.limit:  {type: int, default: 10, approval: required, approvals: 2}
   pay.cap:    {type: int, default: 100}
   pay.secret: {type: string, sensitive: true, approval: required}
+  pay.token:  {type: string, sensitive: true}
 rules:
   - name: limit-within-cap
     expr: pay.limit <= pay.cap
@@ -287,4 +289,51 @@ func TestSchemaProposal(t *testing.T) {
 	}
 	_, _, err = s.Approve(ctx(t), kv.Meta{Actor: "bob"}, p.Proposal.ID)
 	code(t, err, cfgerr.FailedPrecondition, "stale")
+}
+
+// A proposal, the decisions on it and a reveal name a key in its audit
+// trail without changing it: past compaction the key's value at a revision
+// and its history are its changes alone, never a proposed value.
+func TestNotesAreNotChanges(t *testing.T) {
+	s, c := approvalStore(t)
+	force := func(v string) *kv.Result {
+		t.Helper()
+		r, err := s.Apply(ctx(t), kv.Meta{Actor: "root", Action: kv.ActionSet, Force: true, Comment: "by hand"}, []kv.Write{{Key: "pay.live", Text: &v}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := force("false")
+	p := propose(t, s, "alice", "pay.live", "true")
+	if _, err := s.Withdraw(ctx(t), kv.Meta{Actor: "alice"}, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	secret := setSecret(t, s, "pay.token", "sk-1")
+	if err := s.AuditRead(ctx(t), kv.Meta{Actor: "dana"}, "pay.token", secret.Revision); err != nil {
+		t.Fatal(err)
+	}
+	mid := rev(t, c)
+	last := force("true") // later changes: the values at mid are in the audit trail alone once compacted
+	setSecret(t, s, "pay.token", "sk-2")
+	etcdtest.Compact(t, c)
+	if e, err := s.Get(ctx(t), "pay.live", mid); err != nil || e.Value != false || e.Revision != first.Revision {
+		t.Fatalf("pay.live at %d, compacted: %+v %v (a proposal is not a value)", mid, e, err)
+	}
+	if e, err := s.Get(ctx(t), "pay.token", mid); err != nil || e.Value != "sk-1" {
+		t.Fatalf("pay.token at %d, compacted, after a reveal: %+v %v", mid, e, err)
+	}
+	h, err := s.History(ctx(t), "pay.live", 0)
+	if err != nil || len(h) != 2 || h[0].Revision != last.Revision || h[1].Revision != first.Revision {
+		t.Fatalf("history of pay.live: %+v %v", h, err)
+	}
+	// The key's audit trail still names them.
+	recs, _ := s.Audit(ctx(t), kv.AuditQuery{Key: "pay.live"})
+	var actions []string
+	for _, rec := range recs {
+		actions = append(actions, rec.Action)
+	}
+	if strings.Join(actions, ",") != "set,withdraw,propose,set" {
+		t.Fatalf("audit of pay.live: %v", actions)
+	}
 }

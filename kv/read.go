@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -105,19 +106,22 @@ func (s *Store) valueAt(ctx context.Context, sch *schema.Schema, key string, rev
 }
 
 // valueFromAudit finds the key's value at rev from the newest of its audit
-// index entries at or before rev.
+// index entries at or before rev that changed it (notes did not).
 func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key string, rev int64) (*Entry, error) {
-	resp, err := s.kv.Get(ctx, s.layout.auditKeyPrefix(key, false), clientv3.WithPrefix(), clientv3.WithLimit(1),
-		clientv3.WithMaxModRev(rev), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend))
-	if err != nil {
-		return nil, readError(err)
-	}
-	kv := first(resp.Kvs)
-	if kv == nil {
-		return nil, nil
-	}
-	e, err := decodeKeyEntry(kv)
-	if err != nil || e.Deleted {
+	var kv *mvccpb.KeyValue
+	var e *keyEntry
+	err := s.scan(ctx, s.layout.auditKeyPrefix(key, false), rev+1, func(x *mvccpb.KeyValue) (bool, error) {
+		entry, err := decodeKeyEntry(x)
+		if err != nil {
+			return false, err
+		}
+		if entry.Note {
+			return true, nil
+		}
+		kv, e = x, entry
+		return false, nil
+	})
+	if err != nil || e == nil || e.Deleted {
 		return nil, err
 	}
 	if e.Redacted && e.Sealed == nil {
