@@ -575,10 +575,26 @@ func (s *Store) scanRange(ctx context.Context, prefix string, fn func(kv *mvccpb
 	}
 }
 
-// reencryptBatch is how many values one re-sealing transaction rewrites:
-// with their compares, audit index entries and record it stays well within
-// etcd's default limit of 128 operations per transaction.
-const reencryptBatch = 40
+// reencryptBatch and reencryptBytes bound one re-sealing transaction: 40
+// values, with their compares, audit index entries and record, stay well
+// within etcd's default limit of 128 operations per transaction, and 256
+// KiB of envelopes (each value is written twice, envelope and index entry,
+// base64 in both) within its default 1.5 MiB request. A larger value goes
+// alone.
+const (
+	reencryptBatch = 40
+	reencryptBytes = 256 << 10
+)
+
+// batchLen is how many of kvs the next re-sealing transaction takes.
+func batchLen(kvs []*mvccpb.KeyValue) int {
+	n, size := 0, 0
+	for n < len(kvs) && n < reencryptBatch && (n == 0 || size+len(kvs[n].Value) <= reencryptBytes) {
+		size += len(kvs[n].Value)
+		n++
+	}
+	return n
+}
 
 // Reencrypt re-seals every value that is not sealed with the key that would
 // seal it now (a rotation made a newer one), and seals values of sensitive
@@ -606,7 +622,7 @@ func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, le
 			return done, cfgerr.Errorf(cfgerr.Conflict, "", "", "%d value(s) kept changing while being re-sealed; run it again", len(todo))
 		}
 		for len(todo) > 0 {
-			n := min(reencryptBatch, len(todo))
+			n := batchLen(todo)
 			ok, err := s.reseal(ctx, meta, ring, keysRev, todo[:n])
 			if err != nil {
 				return done, err
@@ -664,8 +680,9 @@ func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysR
 		if err := json.Unmarshal(kv.Value, &env); err != nil {
 			return false, cfgerr.Errorf(cfgerr.Internal, key, "", "stored envelope is corrupt: %v", err)
 		}
-		if env.Sealed != nil {
-			raw, err := ring.Open(key, env.Sealed)
+		old := env.Sealed
+		if old != nil {
+			raw, err := ring.Open(key, old)
 			if err != nil {
 				return false, cfgerr.Errorf(cfgerr.Sealed, key, "", "%v", err)
 			}
@@ -682,7 +699,8 @@ func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysR
 		b, _ := json.Marshal(env)
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
 		ops = append(ops, clientv3.OpPut(string(kv.Key), string(b)))
-		changes = append(changes, Change{Key: key, Old: Redacted, New: Redacted, OldRevision: kv.ModRevision, Redacted: true})
+		changes = append(changes, Change{Key: key, Old: Redacted, New: Redacted, OldRevision: kv.ModRevision, Redacted: true,
+			OldSealed: old, NewSealed: box}) // as every change of a sensitive key: readable past compaction
 	}
 	if meta.Comment == "" {
 		meta.Comment = fmt.Sprintf("re-sealed %d value(s) with data key(s) %s", len(kvs), strings.Join(slices.Sorted(maps.Keys(ids)), ", "))

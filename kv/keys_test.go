@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 
 	"cfgcluster/cfgerr"
 	"cfgcluster/etcdtest"
@@ -364,5 +365,38 @@ func TestRewrapKeys(t *testing.T) {
 	}
 	if n, err := kv.New(c, kv.WithProvider(bothKEK)).RewrapKeys(ctx(t), kv.Meta{Actor: "admin"}); err != nil || n != 0 {
 		t.Fatalf("a second rewrap: %d %v", n, err)
+	}
+}
+
+// Re-encryption on an etcd with Debian's defaults (128 operations and 1.5
+// MiB a request): large values go in smaller transactions, and each re-seal
+// keeps the value sealed in the audit trail, so the value at its revision
+// reads past compaction.
+func TestReencryptWithinEtcdDefaults(t *testing.T) {
+	_, c := etcdtest.Start(t, func(cfg *embed.Config) { cfg.MaxTxnOps, cfg.MaxRequestBytes = 128, 1536*1024 })
+	s := kv.New(c, kv.WithProvider(kek))
+	doc := "keys:\n"
+	for i := range 6 {
+		doc += fmt.Sprintf("  big.s%d: {type: string, sensitive: true}\n", i)
+	}
+	if _, err := s.SetSchema(ctx(t), kv.Meta{Actor: "admin"}, []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 300<<10)
+	for i := range 6 {
+		setSecret(t, s, fmt.Sprintf("big.s%d", i), fmt.Sprint(i)+big)
+	}
+	if _, err := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil)
+	if err != nil || n != 6 {
+		t.Fatalf("reencrypt: %d %v", n, err)
+	}
+	resealed := rev(t, c)
+	setSecret(t, s, "big.s0", "later")
+	etcdtest.Compact(t, c)
+	if e, err := s.Get(ctx(t), "big.s0", resealed); err != nil || e.Value != "0"+big {
+		t.Fatalf("big.s0 at the re-seal's revision, compacted: %v", err)
 	}
 }
