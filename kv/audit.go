@@ -111,6 +111,13 @@ type keyEntry struct {
 	Note        bool      `json:"note,omitempty"`   // not a change of the value (Change.Note)
 }
 
+// AboutSchema reports whether the record is about the schema itself: a
+// schema change, or a proposal of one and the decisions on it (records that
+// name no key).
+func (r *AuditRecord) AboutSchema() bool {
+	return r.SchemaChanged || r.Proposal != "" && len(r.Changes) == 0
+}
+
 // Touches reports whether the record changes key.
 func (r *AuditRecord) Touches(key string) (*Change, bool) {
 	for i := range r.Changes {

@@ -18,7 +18,8 @@ import (
 	"cfgcluster/seal"
 )
 
-// Actions of the audit records of proposals.
+// Actions of the audit records of proposals (and ProposalStale or
+// ProposalExpired for one found so when someone tried to decide it).
 const (
 	ActionPropose  = "propose"
 	ActionApprove  = "approve"
@@ -63,10 +64,10 @@ type Proposal struct {
 	Needs     int        `json:"needs"` // approvals needed
 	Approvals []Decision `json:"approvals,omitempty"`
 	// Closed is who ended it (rejected, withdrew, or gave the last
-	// approval) and why; Revision is the applied change's.
-	Closed   *Decision `json:"closed,omitempty"`
-	Revision int64     `json:"revision,omitempty"`
-	// ModRevision is the record's own, for guarded updates.
+	// approval) and why.
+	Closed *Decision `json:"closed,omitempty"`
+	// ModRevision is the record's own, for guarded updates; of an applied
+	// proposal, it is the applied change's revision (written together).
 	ModRevision int64 `json:"-"`
 }
 
@@ -354,7 +355,7 @@ func (s *Store) Approve(ctx context.Context, meta Meta, id string) (*Proposal, *
 	if err != nil {
 		return nil, nil, err
 	}
-	next.Revision = res.Revision
+	next.ModRevision = res.Revision
 	return &next, res, nil
 }
 
@@ -398,7 +399,7 @@ func (s *Store) decide(ctx context.Context, meta Meta, p *Proposal, state string
 func (s *Store) closeProposal(ctx context.Context, meta Meta, p *Proposal, state, why string) {
 	next := *p
 	next.State, next.Closed = state, &Decision{Actor: meta.Actor, Time: s.now().UTC(), Comment: why}
-	s.putProposal(ctx, Meta{Actor: meta.Actor, Comment: fmt.Sprintf("proposal %s is %s", p.ID, state), Action: ActionApprove}, p, &next)
+	s.putProposal(ctx, Meta{Actor: meta.Actor, Comment: fmt.Sprintf("proposal %s is %s", p.ID, state), Action: state}, p, &next)
 }
 
 // putProposal replaces a proposal's record if it is unchanged since read,

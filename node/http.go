@@ -611,7 +611,7 @@ func (n *Node) audit(w http.ResponseWriter, r *http.Request) error {
 		if rec.Action == ActionRefused && !who.Can(auth.Admin, "") {
 			continue // who was refused what: for admins
 		}
-		if len(shown) == 0 && !rec.SchemaChanged && rec.Action != ActionRefused {
+		if len(shown) == 0 && !rec.AboutSchema() && rec.Action != ActionRefused {
 			continue
 		}
 		out.Records = append(out.Records, api.AuditRecord{ID: rec.ID, Revision: rec.Revision, Time: rec.Time,

@@ -275,3 +275,50 @@ func TestProposalsOnTheStream(t *testing.T) {
 		}
 	}
 }
+
+// A proposed schema needs approve on every key: an approver for one prefix
+// may neither approve nor reject it; its records are in the audit trail.
+func TestSchemaProposalNeedsApproveOnEverything(t *testing.T) {
+	n, c := startNode(t, "../examples/schema.yaml")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	doc, err := os.ReadFile("../examples/schema.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded := "approval: required\n" + string(doc)
+	if _, err := c.ApplySchema(ctx, api.SchemaRequest{Document: guarded}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ApplySchema(ctx, api.SchemaRequest{Document: guarded + "\n# a comment\n"})
+	if err != nil || r.Proposal == nil {
+		t.Fatalf("a schema change: %+v %v", r, err)
+	}
+	if err := c.PutRole(ctx, api.Role{Name: "pay-approver", Grants: []api.Grant{{Verbs: []string{"read", "approve"}, Prefix: "payments."}}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.CreateToken(ctx, api.TokenRequest{Name: "pat", Subject: "pat", Roles: []string{"pay-approver"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pat := api.NewClient(n.APIURL(), tok.Token)
+	for _, d := range []string{"approve", "reject"} {
+		if _, err := pat.Decide(ctx, r.Proposal.ID, d, "looks fine"); cfgerr.CodeOf(err) != cfgerr.Forbidden {
+			t.Fatalf("%s of a schema proposal by an approver of payments. only: %v", d, err)
+		}
+	}
+	if _, err := pat.Proposal(ctx, r.Proposal.ID); cfgerr.CodeOf(err) != cfgerr.Forbidden {
+		t.Fatalf("a schema proposal shown to a reader of payments. only: %v", err)
+	}
+	recs, err := c.Audit(ctx, "", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proposed := false
+	for _, rec := range recs.Records {
+		proposed = proposed || rec.Action == "propose" && rec.Proposal == r.Proposal.ID
+	}
+	if !proposed {
+		t.Fatalf("no record of the schema proposal in the audit trail: %+v", recs.Records)
+	}
+}

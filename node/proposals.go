@@ -29,7 +29,7 @@ func writeOptions(r *http.Request, meta *kv.Meta, opt api.WriteOptions, keys ...
 // answerWrite answers a write: 202 with the proposal when it was proposed.
 func (n *Node) answerWrite(w http.ResponseWriter, r *http.Request, res *kv.Result, out api.WriteResult) error {
 	if res.Proposal != nil {
-		p := n.wireProposal(r, res.Proposal)
+		p := n.wireProposal(res.Proposal)
 		out.Proposal = &p
 		n.log.Info("change proposed", zap.String("proposal", res.Proposal.ID), zap.Strings("keys", res.Proposal.Keys()),
 			zap.String("by", actor(r)), zap.Int("needs", res.Proposal.Needs))
@@ -44,10 +44,10 @@ func (n *Node) answerWrite(w http.ResponseWriter, r *http.Request, res *kv.Resul
 
 // wireProposal is a proposal as the API shows it, with the current value of
 // each key for the diff (sensitive ones redacted).
-func (n *Node) wireProposal(r *http.Request, p *kv.Proposal) api.Proposal {
+func (n *Node) wireProposal(p *kv.Proposal) api.Proposal {
 	sch := n.watch.Schema()
 	out := api.Proposal{ID: p.ID, State: p.State, Author: p.Author, Comment: p.Comment, Action: p.Action, Created: p.Created,
-		Expires: p.Expires, Needs: p.Needs, Revision: p.Revision, Changes: []api.ProposedChange{}}
+		Expires: p.Expires, Needs: p.Needs, Changes: []api.ProposedChange{}}
 	if p.State == kv.ProposalApplied {
 		out.Revision = p.ModRevision
 	}
@@ -87,14 +87,13 @@ func redactedOrNil(v any) any {
 	return api.Redacted
 }
 
-// mayReadAll reports whether the caller may read every key of a proposal.
-func mayReadAll(r *http.Request, p *kv.Proposal) bool {
-	for _, k := range p.Keys() {
-		if !mayRead(r, k) {
-			return false
-		}
+// proposalKeys are the keys a caller needs a right on to see or decide a
+// proposal: its keys, or every key ("") for a schema proposal.
+func proposalKeys(p *kv.Proposal) []string {
+	if p.Schema != nil {
+		return []string{""}
 	}
-	return true
+	return p.Keys()
 }
 
 func (n *Node) listProposals(w http.ResponseWriter, r *http.Request) error {
@@ -104,8 +103,8 @@ func (n *Node) listProposals(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.ProposalList{Proposals: []api.Proposal{}}
 	for _, p := range ps {
-		if mayReadAll(r, p) {
-			out.Proposals = append(out.Proposals, n.wireProposal(r, p))
+		if allow(r, auth.Read, proposalKeys(p)...) == nil {
+			out.Proposals = append(out.Proposals, n.wireProposal(p))
 		}
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -116,10 +115,10 @@ func (n *Node) getProposal(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := allow(r, auth.Read, p.Keys()...); err != nil {
+	if err := allow(r, auth.Read, proposalKeys(p)...); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, n.wireProposal(r, p))
+	return writeJSON(w, http.StatusOK, n.wireProposal(p))
 }
 
 // decide approves, rejects or withdraws a proposal. Approving and rejecting
@@ -138,7 +137,7 @@ func (n *Node) decide(w http.ResponseWriter, r *http.Request) error {
 	var out *kv.Proposal
 	switch decision {
 	case "approve", "reject":
-		if err := allow(r, auth.Approve, p.Keys()...); err != nil {
+		if err := allow(r, auth.Approve, proposalKeys(p)...); err != nil {
 			return err
 		}
 		if decision == "reject" {
@@ -158,5 +157,5 @@ func (n *Node) decide(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, n.wireProposal(r, out))
+	return writeJSON(w, http.StatusOK, n.wireProposal(out))
 }

@@ -172,15 +172,10 @@ type stream struct {
 }
 
 // mayProposal reports whether the stream's caller may see p: a key of it
-// under the stream's prefix, and read on every key (a schema proposal: read
-// on everything).
+// under the stream's prefix, and read on every key (proposalKeys).
 func (s *stream) mayProposal(p *kv.Proposal) bool {
-	keys := p.Keys()
-	if len(keys) == 0 {
-		return s.may("")
-	}
 	under := false
-	for _, k := range keys {
+	for _, k := range proposalKeys(p) {
 		if !s.may(k) {
 			return false
 		}
@@ -310,7 +305,7 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		case b := <-st.ch:
 			err = n.sendBatch(ew, b, prefix)
 		case p := <-st.props:
-			data, _ := json.Marshal(n.wireProposal(r, p))
+			data, _ := json.Marshal(n.wireProposal(p))
 			_, err = fmt.Fprintf(ew, "event: proposal\ndata: %s\n\n", data)
 		case <-st.propsLost:
 			_, err = fmt.Fprint(ew, "event: proposals-resync\ndata: {}\n\n")
