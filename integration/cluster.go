@@ -82,7 +82,7 @@ func NewCluster(t testing.TB, cfg Config) *Cluster {
 	}
 	// One encryption keyring for every node, as an operator gives them.
 	keyring := filepath.Join(t.TempDir(), "cluster.keyring")
-	ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	ring := seal.NewKEKRing()
 	if err := seal.WriteKeyring(keyring, ring); err != nil {
 		t.Fatal(err)
 	}

@@ -125,6 +125,21 @@ func (l Layout) Decode(sch *schema.Schema, kv *mvccpb.KeyValue) (*Entry, error) 
 	return l.decodeEntry(sch, key, kv)
 }
 
+// unseal opens a sealed value of key; its errors are Sealed ones naming the
+// key and the data key (none when the process holds no keyring), but for
+// the keys' own read failing.
+func (l Layout) unseal(key string, b *seal.Box) ([]byte, error) {
+	if l.open == nil {
+		return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "the value is sealed (data key %s) and this process holds no keyring to open it", b.Key)
+	}
+	raw, err := l.open.Open(key, b)
+	var se *seal.Error
+	if errors.As(err, &se) {
+		return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "%s", se.Reason)
+	}
+	return raw, err
+}
+
 // decodeStored decodes a value as it was stored: typed by its envelope, no
 // constraint checked. Reads of the past (history, diff, values at a
 // revision) use it: what a revision held is shown as it was, whatever
@@ -143,15 +158,8 @@ func (l Layout) decodeEntry(sch *schema.Schema, key string, kv *mvccpb.KeyValue)
 		return nil, cfgerr.Errorf(cfgerr.Internal, key, "", "stored envelope is corrupt: %v", err)
 	}
 	if env.Sealed != nil {
-		if l.open == nil {
-			return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "the value is sealed (data key %s) and this process holds no keyring to open it", env.Sealed.Key)
-		}
-		raw, err := l.open.Open(key, env.Sealed)
+		raw, err := l.unseal(key, env.Sealed)
 		if err != nil {
-			var se *seal.Error
-			if errors.As(err, &se) {
-				return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "%s", se.Reason)
-			}
 			return nil, err
 		}
 		env.Value = raw

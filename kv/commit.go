@@ -183,7 +183,7 @@ func (tx *Tx) guards() (cmps []clientv3.Cmp, elses []clientv3.Op, keys []string)
 	}
 	if tx.sealed {
 		// Sealed with the newest keys: no data key made or retired since.
-		cmps = append(cmps, tx.s.keys.unchanged(tx.keysRev))
+		cmps = append(cmps, tx.s.keys.unchanged(tx.keysVersion))
 		elses = append(elses, tx.s.keys.reads()...)
 	}
 	return cmps, elses, keys

@@ -79,24 +79,24 @@ func (s *Store) CheckKeys(ctx context.Context) error {
 	return err
 }
 
-// sealKey returns the data key to seal a value of name with, and the
-// revision of the table it was chosen from, making the first data key (for
-// every name) if there is none.
-func (d *dataKeys) sealKey(ctx context.Context, name string) (seal.Key, int64, error) {
+// seal seals a value of name with the data key that seals it now (making
+// the first, for every name, if there is none), and returns the version of
+// the table it chose from.
+func (d *dataKeys) seal(ctx context.Context, name string, raw []byte) (*seal.Box, int64, error) {
 	for range 3 {
-		ring, rev, err := d.table(ctx)
+		ring, version, err := d.table(ctx)
 		if err != nil {
-			return seal.Key{}, 0, err
+			return nil, 0, err
 		}
 		if k, ok := chooseKey(ring, name); ok {
-			return k, rev, nil
+			b, err := ring.Seal(k.ID, name, raw)
+			return b, version, err
 		}
-		if _, err := d.create(ctx, "", rev, nil); err != nil && cfgerr.CodeOf(err) != cfgerr.Conflict {
-			return seal.Key{}, 0, err
+		if _, err := d.create(ctx, "", version, nil); err != nil && cfgerr.CodeOf(err) != cfgerr.Conflict {
+			return nil, 0, err
 		}
-		d.invalidate()
 	}
-	return seal.Key{}, 0, cfgerr.Errorf(cfgerr.Conflict, name, "", "no data key could be made for it; try again")
+	return nil, 0, cfgerr.Errorf(cfgerr.Conflict, name, "", "no data key could be made for it; try again")
 }
 
 // chooseKey picks the key that seals a value of name: of the keys whose
@@ -205,10 +205,10 @@ func (d *dataKeys) Open(name string, b *seal.Box) ([]byte, error) {
 	return ring.Open(name, b)
 }
 
-// create puts a new data key for prefix if the table is still as read at
-// rev (so two nodes never both make the first key), with an audit record
-// when meta is given.
-func (d *dataKeys) create(ctx context.Context, prefix string, rev int64, audit func(*DataKey) []clientv3.Op) (*DataKey, error) {
+// create puts a new data key for prefix if the table is still at version
+// (so two nodes never both make the first key), with the audit ops of
+// audit when given.
+func (d *dataKeys) create(ctx context.Context, prefix string, version int64, audit func(*DataKey) []clientv3.Op) (*DataKey, error) {
 	k := seal.NewKey("dk", prefix, time.Now())
 	w, err := d.provider.Wrap(ctx, k.ID, k.Secret)
 	if err != nil {
@@ -220,7 +220,7 @@ func (d *dataKeys) create(ctx context.Context, prefix string, rev int64, audit f
 	if audit != nil {
 		ops = append(ops, audit(rec)...)
 	}
-	resp, err := d.kv.Txn(ctx).If(d.unchanged(rev)).Then(ops...).Commit()
+	resp, err := d.kv.Txn(ctx).If(d.unchanged(version)).Then(ops...).Commit()
 	if err != nil {
 		return nil, EtcdError(err)
 	}
@@ -243,18 +243,14 @@ func (tx *Tx) sealValue(name string, raw json.RawMessage) (*seal.Box, error) {
 	if d == nil {
 		return nil, cfgerr.Errorf(cfgerr.Sealed, name, "", "the key is sensitive and this store has no encryption keyring to seal it with")
 	}
-	k, rev, err := d.sealKey(tx.ctx, name)
+	b, version, err := d.seal(tx.ctx, name, raw)
 	if err != nil {
 		return nil, err
 	}
-	if !tx.sealed || rev < tx.keysRev {
-		tx.keysRev = rev // the oldest table any value was sealed from
+	if !tx.sealed || version < tx.keysVersion {
+		tx.keysVersion = version // the oldest table any value was sealed from: the compare then fails if they differ
 	}
 	tx.sealed = true
-	b, err := seal.Seal(k, name, raw)
-	if err != nil {
-		return nil, cfgerr.Wrap(cfgerr.Internal, err)
-	}
 	return b, nil
 }
 
@@ -282,7 +278,8 @@ func (s *Store) Keys(ctx context.Context) (*KeyStatus, error) {
 	if s.keys == nil {
 		return nil, errNoKeyring()
 	}
-	if _, _, err := s.keys.table(ctx); err != nil {
+	ring, _, err := s.keys.table(ctx)
+	if err != nil {
 		return nil, err
 	}
 	s.keys.mu.Lock()
@@ -291,7 +288,7 @@ func (s *Store) Keys(ctx context.Context) (*KeyStatus, error) {
 	st := &KeyStatus{Keys: []KeyInfo{}}
 	count := map[string]int{}
 	sch := s.schema.Load().schema
-	err := s.scanValues(ctx, func(key string, kv *mvccpb.KeyValue) {
+	err = s.scanValues(ctx, func(key string, kv *mvccpb.KeyValue) {
 		var env envelope
 		if json.Unmarshal(kv.Value, &env) != nil {
 			return
@@ -305,10 +302,7 @@ func (s *Store) Keys(ctx context.Context) (*KeyStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	primary := map[string]string{}
-	for _, k := range keys { // in the order they were made: the last of a scope is its primary
-		primary[k.Prefix] = k.ID
-	}
+	primary := primaries(ring)
 	for _, k := range keys {
 		st.Keys = append(st.Keys, KeyInfo{ID: k.ID, Prefix: k.Prefix, Created: k.Created, KEK: k.Wrapped.KEK,
 			Primary: primary[k.Prefix] == k.ID, Values: count[k.ID]})
@@ -391,11 +385,12 @@ func (s *Store) ExportKeys(ctx context.Context, meta Meta, prefix string) (*seal
 	if err != nil {
 		return nil, err
 	}
-	for id, n := range wider {
+	if len(wider) > 0 {
+		id := slices.Sorted(maps.Keys(wider))[0]
 		k, _ := ring.Key(id)
 		return nil, cfgerr.Errorf(cfgerr.FailedPrecondition, "", "prefix",
 			"%d value(s) under %s are sealed with data key %s, which is for %s: make a key for %s (cfgadm keys rotate --prefix %s) and reencrypt (cfgadm keys reencrypt) first",
-			n, scopeName(prefix), id, scopeName(k.Prefix), scopeName(prefix), prefix)
+			wider[id], scopeName(prefix), id, scopeName(k.Prefix), scopeName(prefix), prefix)
 	}
 	if len(out) == 0 {
 		return nil, cfgerr.Errorf(cfgerr.FailedPrecondition, "", "prefix",
@@ -493,7 +488,7 @@ func (s *Store) RetireKey(ctx context.Context, meta Meta, id string) error {
 	if !ok {
 		return cfgerr.Errorf(cfgerr.NotFound, "", "key", "no data key %s", id)
 	}
-	if newest, _ := chooseKey(scopeRing(ring, k.Prefix), k.Prefix); newest.ID == id {
+	if primaries(ring)[k.Prefix] == id {
 		return cfgerr.Errorf(cfgerr.FailedPrecondition, "", "key", "data key %s is the newest for %s and seals its new values: rotate first (cfgadm keys rotate --prefix %s)", id, scopeName(k.Prefix), k.Prefix)
 	}
 	mark := []byte(`"k":"` + id + `"`)
@@ -539,16 +534,14 @@ func (s *Store) RetireKey(ctx context.Context, meta Meta, id string) error {
 	return nil
 }
 
-// scopeRing is the keys of exactly one scope.
-func scopeRing(ring *seal.Keyring, prefix string) *seal.Keyring {
-	var keys []seal.Key
+// primaries maps each scope to the id of its primary key, the newest: the
+// table is in the order etcd made the keys.
+func primaries(ring *seal.Keyring) map[string]string {
+	m := map[string]string{}
 	for _, k := range ring.Keys {
-		if k.Prefix == prefix {
-			keys = append(keys, k)
-		}
+		m[k.Prefix] = k.ID
 	}
-	r, _ := seal.NewKeyring(keys...)
-	return r
+	return m
 }
 
 // scanRange calls fn with every key under prefix, in pages, at one revision.
@@ -600,7 +593,7 @@ func batchLen(kvs []*mvccpb.KeyValue) int {
 // seal it now (a rotation made a newer one), and seals values of sensitive
 // keys written in clear before the key became sensitive. Each batch is one
 // transaction guarded by the mod revision of each value it rewrites and by
-// the data keys' range, with an audit record; a value changed meanwhile is
+// the data keys' version, with an audit record; a value changed meanwhile is
 // left to the next pass, so it is resumable and loses no concurrent write.
 // progress, if not nil, is called after each batch with the values
 // re-sealed so far and those left. It returns how many it re-sealed.
@@ -614,7 +607,7 @@ func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, le
 	meta.Action = ActionKeys
 	done := 0
 	for pass := 0; ; pass++ {
-		todo, ring, keysRev, err := s.staleSeals(ctx)
+		todo, ring, keysVersion, err := s.staleSeals(ctx)
 		if err != nil || len(todo) == 0 {
 			return done, err
 		}
@@ -623,7 +616,7 @@ func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, le
 		}
 		for len(todo) > 0 {
 			n := batchLen(todo)
-			ok, err := s.reseal(ctx, meta, ring, keysRev, todo[:n])
+			ok, err := s.reseal(ctx, meta, ring, keysVersion, todo[:n])
 			if err != nil {
 				return done, err
 			}
@@ -640,7 +633,7 @@ func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, le
 }
 
 // staleSeals returns the values to re-seal, with the data keys that seal
-// them now and the revision those were read at.
+// them now and the version they were read at.
 func (s *Store) staleSeals(ctx context.Context) ([]*mvccpb.KeyValue, *seal.Keyring, int64, error) {
 	s.keys.invalidate() // the newest keys, whatever this node last saw
 	ring, rev, err := s.keys.table(ctx)
@@ -668,9 +661,9 @@ func (s *Store) staleSeals(ctx context.Context) ([]*mvccpb.KeyValue, *seal.Keyri
 
 // reseal rewrites a batch of values sealed with the keys of ring; false if
 // a value or the data keys changed since they were read.
-func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysRev int64, kvs []*mvccpb.KeyValue) (bool, error) {
+func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysVersion int64, kvs []*mvccpb.KeyValue) (bool, error) {
 	now := s.now()
-	cmps := []clientv3.Cmp{s.keys.unchanged(keysRev)}
+	cmps := []clientv3.Cmp{s.keys.unchanged(keysVersion)}
 	var ops []clientv3.Op
 	var changes []Change
 	ids := map[string]bool{}
@@ -689,7 +682,7 @@ func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysR
 			env.Value = raw
 		}
 		k, _ := chooseKey(ring, key)
-		box, err := seal.Seal(k, key, env.Value)
+		box, err := ring.Seal(k.ID, key, env.Value)
 		if err != nil {
 			return false, cfgerr.Wrap(cfgerr.Internal, err)
 		}

@@ -31,7 +31,7 @@ func ctx(t *testing.T) context.Context {
 // kek is the key-encryption keyring of the tests' stores: stores on one
 // etcd stand for the nodes of one cluster, which share it.
 var kek = func() *seal.Local {
-	ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	ring := seal.NewKEKRing()
 	p, _ := seal.NewLocal(ring)
 	return p
 }()

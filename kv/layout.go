@@ -1,11 +1,12 @@
 package kv
 
 import (
-	"cfgcluster/seal"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"cfgcluster/seal"
 )
 
 // DefaultPrefix is the etcd prefix under which cfgcluster keeps everything.

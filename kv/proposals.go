@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -183,7 +184,7 @@ func (tx *Tx) applyChecks(p *Proposal) (cmps []clientv3.Cmp, ops []clientv3.Op, 
 		}
 		return nil, nil, true, nil
 	}
-	for _, key := range slices.Sorted(mapKeys(p.Base)) {
+	for _, key := range slices.Sorted(maps.Keys(p.Base)) {
 		kv, err := tx.read(key)
 		if err != nil {
 			return nil, nil, false, err
@@ -201,16 +202,6 @@ func (tx *Tx) applyChecks(p *Proposal) (cmps []clientv3.Cmp, ops []clientv3.Op, 
 	pk := tx.s.layout.ProposalKey(p.ID)
 	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(pk), "=", p.ModRevision)},
 		[]clientv3.Op{clientv3.OpPut(pk, string(b))}, false, nil
-}
-
-func mapKeys(m map[string]int64) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func newProposalID(now time.Time) string {
@@ -325,11 +316,8 @@ func (s *Store) Approve(ctx context.Context, meta Meta, id string) (*Proposal, *
 		}
 		raw := []byte(c.Value)
 		if c.Sealed != nil {
-			if s.layout.open == nil {
-				return nil, nil, errNoKeyring()
-			}
-			if raw, err = s.layout.open.Open(c.Key, c.Sealed); err != nil {
-				return nil, nil, cfgerr.Errorf(cfgerr.Sealed, c.Key, "", "%v", err)
+			if raw, err = s.layout.unseal(c.Key, c.Sealed); err != nil {
+				return nil, nil, err
 			}
 		}
 		d := json.NewDecoder(bytes.NewReader(raw))

@@ -270,10 +270,10 @@ func TestSchemaProposal(t *testing.T) {
 	if err != nil || r.Proposal == nil || string(r.Proposal.Schema) != wider {
 		t.Fatalf("schema change: %+v %v", r, err)
 	}
-	if sch, _, _, _ := s.Schema(ctx(t)); sch != nil {
-		if _, ok := sch.Lookup("pay.note"); ok {
-			t.Fatal("a proposed schema is in force")
-		}
+	if sch, _, _, err := s.Schema(ctx(t)); err != nil {
+		t.Fatal(err)
+	} else if _, ok := sch.Lookup("pay.note"); ok {
+		t.Fatal("a proposed schema is in force")
 	}
 	if _, _, err := s.Approve(ctx(t), kv.Meta{Actor: "bob"}, r.Proposal.ID); err != nil {
 		t.Fatal(err)

@@ -133,12 +133,9 @@ func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key stri
 	}
 	v := e.New
 	if e.Sealed != nil {
-		if s.layout.open == nil {
-			return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "the value at revision %d is sealed and this store has no keyring", rev)
-		}
-		raw, err := s.layout.open.Open(key, e.Sealed)
+		raw, err := s.layout.unseal(key, e.Sealed)
 		if err != nil {
-			return nil, cfgerr.Errorf(cfgerr.Sealed, key, "", "%v", err)
+			return nil, err
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, cfgerr.Errorf(cfgerr.Internal, key, "", "sealed audit value at revision %d is corrupt: %v", rev, err)

@@ -36,17 +36,16 @@ type Store struct {
 	// past caches schemas read at old revisions, by their mod revision:
 	// reads at a revision would otherwise parse one per request.
 	past *lru.Cache[int64, *schema.Schema]
+	// keys seals and opens sensitive values (WithProvider); nil: none.
+	keys *dataKeys
+	// proposalTTL is how long a proposal waits for its approvals.
+	proposalTTL time.Duration
 
 	// seen caches the last known state of the keys changes read and wrote
 	// (etcd key → kv; ModRevision 0 for an absent key). A change reads from
 	// it without a round trip; the commit's compares catch anything stale,
 	// and a failed commit's Else branch brings the fresh state back in the
 	// same round trip, as etcd's STM and leasing cache do.
-	// keys seals and opens sensitive values (WithProvider); nil: none.
-	keys *dataKeys
-	// proposalTTL is how long a proposal waits for its approvals.
-	proposalTTL time.Duration
-
 	mu     sync.Mutex
 	seen   map[string]seenKV
 	warmed bool // the schema has been read once: its compare guards it since

@@ -30,12 +30,12 @@ type Tx struct {
 	// unchanged are the keys whose write is a no-op (deleting a key that
 	// has no value); noop lets the change commit with nothing to write,
 	// once etcd confirms what it read.
-	unchanged []string
-	noop      bool
-	sealed    bool           // the change sealed a value: its commit compares the data keys' version
-	keysRev   int64          // that version
-	doc       []byte         // a new schema document, if the change sets one
-	newSch    *schema.Schema // its parsed form
+	unchanged   []string
+	noop        bool
+	sealed      bool           // the change sealed a value: its commit compares the data keys' version
+	keysVersion int64          // that version
+	doc         []byte         // a new schema document, if the change sets one
+	newSch      *schema.Schema // its parsed form
 }
 
 type pending struct {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -30,7 +29,7 @@ func (n *Node) encryptionProvider() (*seal.Local, string, error) {
 	if path == "" {
 		path = KeyringFile(n.cfg.DataDir)
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+			ring := seal.NewKEKRing()
 			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 				return nil, "", err
 			}

@@ -122,7 +122,7 @@ func TestEncryptionKeysAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "other.keyring")
-	own, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	own := seal.NewKEKRing()
 	if err := seal.WriteKeyring(other, own); err != nil {
 		t.Fatal(err)
 	}

@@ -96,15 +96,6 @@ func (e *Error) Error() string {
 	return e.Reason
 }
 
-// Seal seals plaintext as the value of name under key.
-func Seal(key Key, name string, plaintext []byte) (*Box, error) {
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	return sealWith(aead, key.ID, valueAD(name), plaintext), nil
-}
-
 func sealWith(aead cipher.AEAD, id string, ad, plaintext []byte) *Box {
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
@@ -146,6 +137,13 @@ type Keyring struct {
 
 	mu    sync.Mutex
 	aeads map[string]cipher.AEAD
+}
+
+// NewKEKRing returns a keyring of one new key-encryption key for every name:
+// what a node makes at its first start, and cfgnode keyring writes.
+func NewKEKRing() *Keyring {
+	r, _ := NewKeyring(NewKey("kek", "", time.Now()))
+	return r
 }
 
 // NewKeyring checks keys (ids unique, secrets of KeySize) and holds them.

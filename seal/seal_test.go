@@ -19,14 +19,14 @@ func TestSealOpens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Seal(k, "db.password", []byte(`"hunter2"`))
+	b, err := ring.Seal(k.ID, "db.password", []byte(`"hunter2"`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Contains(b.Data, []byte("hunter2")) || b.Key != k.ID || len(b.Nonce) != 12 {
 		t.Fatalf("box %+v", b)
 	}
-	again, _ := Seal(k, "db.password", []byte(`"hunter2"`))
+	again, _ := ring.Seal(k.ID, "db.password", []byte(`"hunter2"`))
 	if bytes.Equal(again.Nonce, b.Nonce) || bytes.Equal(again.Data, b.Data) {
 		t.Fatal("two seals of one value share a nonce")
 	}
@@ -41,7 +41,7 @@ func TestSealOpens(t *testing.T) {
 func TestOpenRefuses(t *testing.T) {
 	k := NewKey("dk", "", now)
 	ring, _ := NewKeyring(k)
-	b, _ := Seal(k, "db.password", []byte(`"hunter2"`))
+	b, _ := ring.Seal(k.ID, "db.password", []byte(`"hunter2"`))
 	other := NewKey("dk", "", now)
 	other.ID = k.ID // a different key under the same id
 	wrongRing, _ := NewKeyring(other)

@@ -53,7 +53,7 @@ type env struct {
 
 // kek is the stores' key-encryption keyring (a node's --encryption-keyring).
 var kek = func() *seal.Local {
-	ring, _ := seal.NewKeyring(seal.NewKey("kek", "", time.Now()))
+	ring := seal.NewKEKRing()
 	p, _ := seal.NewLocal(ring)
 	return p
 }()

@@ -156,8 +156,8 @@ func (c *Client) resolveLocked(key string) (Value, bool, error) {
 // WithKeyring).
 func (c *Client) entryLocked(h held) (*kv.Entry, error) {
 	e, err := c.layout.Decode(c.sch.Load(), h.kv)
-	if err != nil {
-		e, err = c.layout.Decode(nil, h.kv) // checked when it was applied: it decodes, or is sealed
+	if err != nil && cfgerr.CodeOf(err) != cfgerr.Sealed {
+		e, err = c.layout.Decode(nil, h.kv) // checked when it was applied: it decodes
 	}
 	return e, err
 }
