@@ -84,6 +84,14 @@ func TestExternalEtcd(t *testing.T) {
 		{0, []string{"get", "session.idle_timeout"}, "30m0s"},
 		{0, []string{"history", "session.idle_timeout"}, "20m0s"},
 		{0, []string{"cluster", "status"}, "3.4.23"},
+		// Sealing, re-sealing and proposals on etcd 3.4 with its defaults.
+		{0, []string{"set", "db.password", "s3cr3t-ext"}, "db.password"},
+		{0, []string{"get", "db.password", "--reveal"}, "s3cr3t-ext"},
+		{0, []string{"keys", "rotate", "--prefix", "db."}, "now seals new values of db."},
+		{0, []string{"keys", "reencrypt"}, "re-sealed 1 value"},
+		{0, []string{"get", "db.password", "--reveal"}, "s3cr3t-ext"},
+		{0, []string{"set", "payments.live_mode", "true"}, "proposed as"},
+		{0, []string{"proposals"}, "payments.live_mode"},
 	} {
 		out, errOut, code := n.Adm(ctx, c.args...)
 		if code != c.code || !strings.Contains(out+errOut, c.want) {
@@ -140,9 +148,16 @@ func TestExternalEtcd(t *testing.T) {
 	if strings.Contains(string(out), "pw-narrow") {
 		t.Fatalf("the password is in the error: %s", out)
 	}
-	scoped := StartNode(t, NodeConfig{Name: "scoped", Flags: []string{"--etcd-endpoints", endpoint, "--etcd-user", "cfgnode:pw-cfgnode"}})
+	// A second node on the same etcd, given the first node's keyring, as
+	// every node of a cluster must be: it reads the secret set through
+	// the first.
+	scoped := StartNode(t, NodeConfig{Name: "scoped", Flags: []string{"--etcd-endpoints", endpoint, "--etcd-user", "cfgnode:pw-cfgnode",
+		"--encryption-keyring", n.DataDir + ".keyring"}})
 	if _, e, code := scoped.Adm(ctx, "set", "log.level", "warn"); code != 0 {
 		t.Fatal(e)
+	}
+	if out, e, code := scoped.Adm(ctx, "get", "db.password", "--reveal"); code != 0 || !strings.Contains(out, "s3cr3t-ext") {
+		t.Fatalf("the secret through the second node: exit %d %s%s", code, out, e)
 	}
 	if _, e, code := scoped.Adm(ctx, "service-account", "create", "billing"); code != 6 || !strings.Contains(e, "root role") {
 		t.Fatalf("service-account create with a node that is not etcd's root: exit %d %s", code, e)
