@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"cfgcluster/api"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 	"cfgcluster/watch"
@@ -26,6 +28,7 @@ type Observer struct {
 	etcd *clientv3.Client
 	rec  watchtest.Recorder
 	from int64 // the revision already applied when it started; Verify moves it on
+	cl   *Cluster
 }
 
 // Observe starts an observer; the test's cleanup closes it.
@@ -43,10 +46,23 @@ func (cl *Cluster) Observe(t *testing.T) *Observer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &Observer{C: c, etcd: etcd, from: c.Revision()}
+	o := &Observer{C: c, etcd: etcd, from: c.Revision(), cl: cl}
 	o.sub = c.Subscribe("*", &o.rec)
 	t.Cleanup(func() { c.Close(); etcd.Close() })
 	return o
+}
+
+// auditPage reads a page of the trail through the first node that answers.
+func (o *Observer) auditPage(ctx context.Context, before int64) ([]api.AuditRecord, error) {
+	var errs []error
+	for i := range o.cl.Nodes {
+		l, err := o.cl.API(i).Audit(ctx, "", before, kv.MaxAuditLimit)
+		if err == nil {
+			return l.Records, nil
+		}
+		errs = append(errs, fmt.Errorf("node %d: %w", i, err))
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Check fails the test unless Verify passes.
@@ -65,16 +81,15 @@ func (o *Observer) Check(t *testing.T, cl *Cluster) {
 // linearizable read of every key. A re-list's diff batch, which a resync
 // notice follows, stands for the revisions it covers; every other batch must
 // be exactly its transaction, before and after a resync alike. It reads only
-// the audit records written since, by revision, never the whole trail; it
-// returns the number of batches checked.
+// the audit records written since, newest first, through the nodes' API,
+// as cfgadm audit does; it returns the number of batches checked.
 func (o *Observer) Verify() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store := kv.New(o.etcd)
 	want := map[int64][]string{}
 	var last int64
 	for before := int64(0); ; {
-		recs, err := store.Audit(ctx, kv.AuditQuery{Before: before, Limit: kv.MaxAuditLimit})
+		recs, err := o.auditPage(ctx, before)
 		if err != nil {
 			return 0, err
 		}
@@ -153,6 +168,7 @@ func (o *Observer) Verify() (int, error) {
 		return 0, fmt.Errorf("watch: revision %d (%v) was never delivered (a gap)", rev, want[rev])
 	}
 	// The cache equals a linearizable read at the same revision.
+	store := kv.New(o.etcd)
 	sch, _, _, err := store.Schema(ctx)
 	if err != nil {
 		return 0, err

@@ -3,6 +3,7 @@ package kv_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -218,4 +219,97 @@ func BenchmarkSealedWrite(b *testing.B) {
 	b.ReportMetric(plain, "plain-p50-µs")
 	b.ReportMetric(sealed, "sealed-p50-µs")
 	b.ReportMetric(sealed-plain, "sealing-µs")
+}
+
+// BenchmarkAuditRead reads pages of an audit trail of 100,000 records (the
+// default retention) newest first, on one member, through etcd's sorted
+// read and through the AuditIndex a node keeps, in the same run: the
+// trail's newest page (GET /v1/audit, cfgadm audit), a hot key's history
+// (a fifth of the records changed it: cfgadm history) and a cold key's
+// records (one in 500). It reports the index's load time and heap.
+//
+//	go test ./kv -run '^$' -bench BenchmarkAuditRead -benchtime 200x
+func BenchmarkAuditRead(b *testing.B) {
+	const records = 100_000
+	_, c := etcdtest.Start(b)
+	ctx := context.Background()
+	plain := kv.New(c)
+	if _, err := plain.SetSchema(ctx, kv.Meta{}, []byte("keys:\n  hot: {type: string}\n  cold: {type: string}\n")); err != nil {
+		b.Fatal(err)
+	}
+	value := strings.Repeat("v", 200)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= records; i = int(next.Add(1)) {
+				key := fmt.Sprintf("svc%d.key", i%500)
+				switch {
+				case i%5 == 0:
+					key = "hot"
+				case i%500 == 1:
+					key = "cold"
+				}
+				ops := plain.AuditOp(kv.Meta{Actor: "bench", Action: kv.ActionSet}, []kv.Change{{Key: key, New: value}})
+				if _, err := c.Txn(ctx).Then(ops...).Commit(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ix := kv.NewAuditIndex(c, kv.NewLayout(""), zap.NewNop())
+	ictx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		defer close(done)
+		ix.Run(ictx)
+	}()
+	defer func() { cancel(); <-done }()
+	for ix.Revision() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	load := time.Since(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	indexed := kv.New(c, kv.WithAuditIndex(ix))
+
+	reads := map[string]func(s *kv.Store) (int, error){
+		"trail": func(s *kv.Store) (int, error) {
+			r, err := s.Audit(ctx, kv.AuditQuery{Limit: 100})
+			return len(r), err
+		},
+		"hot-history": func(s *kv.Store) (int, error) {
+			h, err := s.History(ctx, "hot", 20)
+			return len(h), err
+		},
+		"cold-key": func(s *kv.Store) (int, error) {
+			r, err := s.Audit(ctx, kv.AuditQuery{Key: "cold", Limit: 20})
+			return len(r), err
+		},
+	}
+	for _, name := range []string{"trail", "hot-history", "cold-key"} {
+		for _, via := range []struct {
+			name string
+			s    *kv.Store
+		}{{"etcd", plain}, {"index", indexed}} {
+			b.Run(name+"/"+via.name, func(b *testing.B) {
+				for range b.N {
+					if n, err := reads[name](via.s); err != nil || n == 0 {
+						b.Fatalf("%d read, %v", n, err)
+					}
+				}
+				b.ReportMetric(load.Seconds(), "index-load-s")
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "index-MiB")
+			})
+		}
+	}
 }

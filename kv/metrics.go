@@ -10,6 +10,13 @@ type Metrics struct {
 	conflicts  prometheus.Counter
 	retries    prometheus.Counter
 	commitSecs prometheus.Histogram
+	auditReads *prometheus.CounterVec
+}
+
+func (m *Metrics) auditRead(path string) {
+	if m != nil {
+		m.auditReads.WithLabelValues(path).Inc()
+	}
 }
 
 // NewMetrics creates the store's metrics and registers them with reg.
@@ -31,7 +38,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cfgcluster_kv_write_duration_seconds", Help: "Time of a validated change, reads and retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
 		}),
+		auditReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cfgcluster_kv_audit_reads_total", Help: "Reads of the audit trail (pages of the trail, of a key's history), by path: index (the node's index of the trail chose the keys to read) or etcd (etcd read the whole range to sort it: the index was not current).",
+		}, []string{"path"}),
 	}
-	reg.MustRegister(m.writes, m.invalid, m.conflicts, m.retries, m.commitSecs)
+	reg.MustRegister(m.writes, m.invalid, m.conflicts, m.retries, m.commitSecs, m.auditReads)
 	return m
 }

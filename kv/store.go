@@ -38,6 +38,8 @@ type Store struct {
 	past *lru.Cache[int64, *schema.Schema]
 	// keys seals and opens sensitive values (WithProvider); nil: none.
 	keys *dataKeys
+	// index picks the keys of the audit trail's pages (WithAuditIndex).
+	index *AuditIndex
 	// proposalTTL is how long a proposal waits for its approvals.
 	proposalTTL time.Duration
 
@@ -69,6 +71,9 @@ func WithMaxRetries(n int) Option { return func(s *Store) { s.maxRetries = n } }
 // WithProposalTTL sets how long a proposal waits for approval (default
 // DefaultProposalTTL).
 func WithProposalTTL(d time.Duration) Option { return func(s *Store) { s.proposalTTL = d } }
+
+// WithAuditIndex reads the audit trail through ix, which its owner runs.
+func WithAuditIndex(ix *AuditIndex) Option { return func(s *Store) { s.index = ix } }
 
 // New returns a Store over an etcd KV (a client, or a namespace.NewKV wrapper).
 func New(kv clientv3.KV, opts ...Option) *Store {

@@ -254,8 +254,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.kekFile = kekFile
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	n.stopBg = stopBg
+	auditIndex := kv.NewAuditIndex(c, kv.NewLayout(cfg.Prefix), n.log.Named("audit-index"))
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		auditIndex.Run(bgCtx)
+	}()
 	n.store = kv.New(guardedKV{c}, kv.WithPrefix(cfg.Prefix), kv.WithLogger(n.log.Named("kv")), kv.WithMetrics(kv.NewMetrics(n.reg)),
-		kv.WithProvider(kek))
+		kv.WithProvider(kek), kv.WithAuditIndex(auditIndex))
 	if err := n.checkKeys(ctx, kekFile); err != nil {
 		return nil, err
 	}
@@ -286,8 +294,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.watch.Subscribe("*", n.ring.handler())
 	n.maint = leases.NewMaintenance(c, n.store, 0)
 	n.sched = leases.StartScheduler(ctx, n.maint, cfg.Name, 2, leases.WithSchedulerLogger(n.log.Named("scheduler")))
-	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	n.stopBg = stopBg
 	n.bg.Add(4)
 	go func() {
 		defer n.bg.Done()
