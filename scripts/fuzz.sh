@@ -8,5 +8,6 @@ for f in FuzzParse FuzzParseText; do
 done
 go test ./api -run '^$' -fuzz '^FuzzReadEvents$' -fuzztime "$t"
 go test ./seal -run '^$' -fuzz '^FuzzParseKeyring$' -fuzztime "$t"
+go test ./flags -run '^$' -fuzz '^FuzzFlag$' -fuzztime "$t"
 go test ./auth -run '^$' -fuzz '^FuzzParse$' -fuzztime "$t"
 go test ./node -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$t"
