@@ -409,6 +409,14 @@ func revQuery(rev int64) string {
 	return ""
 }
 
+// EvaluateFlag evaluates a feature flag for an evaluation context through
+// the node's OFREP endpoint; an evaluation that fails (the flag is missing,
+// its targeting is broken) is an answer too, with its error code.
+func (c *Client) EvaluateFlag(ctx context.Context, key string, evalCtx map[string]any) (*FlagEvaluation, error) {
+	var out FlagEvaluation
+	return &out, c.do(ctx, http.MethodPost, "/ofrep/v1/evaluate/flags/"+url.PathEscape(key), FlagEvaluationRequest{Context: evalCtx}, &out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -441,6 +449,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return &cfgerr.Error{Code: cfgerr.Unavailable, Message: fmt.Sprintf("reading the answer of %s: %v", c.Endpoint, err), Err: err}
 	}
 	if resp.StatusCode >= 300 {
+		if ev, ok := out.(*FlagEvaluation); ok && json.Unmarshal(data, ev) == nil && ev.ErrorCode != "" {
+			return nil // OFREP answers a failed evaluation with 400 or 404: an answer all the same
+		}
 		return errorOf(resp, data)
 	}
 	if out == nil {

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // WhoAmI answers GET /v1/whoami: the caller's token and what it may do.
 type WhoAmI struct {
@@ -524,4 +527,23 @@ type Reencrypted struct {
 // DefragResult answers POST /v1/defrag: each member in turn.
 type DefragResult struct {
 	Members []Member `json:"members"`
+}
+
+// FlagEvaluation is one flag's evaluation as OFREP answers it
+// (POST /ofrep/v1/evaluate/flags/{key}): a value, absent when the caller's
+// code default is the answer (a disabled flag, no default variant), or an
+// error code.
+type FlagEvaluation struct {
+	Key          string          `json:"key"`
+	Value        json.RawMessage `json:"value,omitempty"`
+	Reason       string          `json:"reason,omitempty"`
+	Variant      string          `json:"variant,omitempty"`
+	ErrorCode    string          `json:"errorCode,omitempty"`
+	ErrorDetails string          `json:"errorDetails,omitempty"`
+	Metadata     map[string]any  `json:"metadata,omitempty"`
+}
+
+// FlagEvaluationRequest is the body of OFREP's evaluations.
+type FlagEvaluationRequest struct {
+	Context map[string]any `json:"context"`
 }

@@ -138,8 +138,9 @@ func jsonError(err error) string {
 }
 
 // NewFlag parses and compiles one flag definition; evaluators are the
-// shared rules its targeting may name with $ref. The flag always comes back
-// (unless the JSON itself cannot be read); check Problems before storing it.
+// shared rules its targeting may name with $ref (nil: the $refs are not
+// checked, and evaluate to null). The flag always comes back (unless the
+// JSON itself cannot be read); check Problems before storing it.
 func NewFlag(key string, def []byte, evaluators map[string]any) (*Flag, error) {
 	var d Definition
 	if err := decodeStrict(def, &d); err != nil {
@@ -293,6 +294,73 @@ func describe(v any) string {
 	return fmt.Sprintf("a %T", v)
 }
 
+// Shared is what a set's flags share: the rules they name with $ref, and
+// metadata every flag's evaluation carries (under its own).
+type Shared struct {
+	Evaluators map[string]any `json:"$evaluators,omitempty"`
+	Metadata   map[string]any `json:"metadata,omitempty"`
+}
+
+// ParseShared reads and checks a set's shared part: every evaluator must
+// compile (the $refs between them resolve, without loops), and metadata
+// values are booleans, strings or numbers.
+func ParseShared(doc []byte) (*Shared, []*Problem) {
+	var sh Shared
+	if err := decodeStrict(doc, &sh); err != nil {
+		return nil, []*Problem{{Reason: strings.Replace(jsonError(err), "a flag has state, variants, defaultVariant, targeting and metadata", "the shared part has $evaluators and metadata", 1)}}
+	}
+	var out []*Problem
+	for _, name := range slices.Sorted(maps.Keys(sh.Evaluators)) {
+		c := &compiler{flag: &Flag{}, evaluators: sh.Evaluators, refs: []string{name}}
+		if _, err := c.compile(sh.Evaluators[name]); err != nil {
+			ce := err.(*compileError)
+			out = append(out, &Problem{Path: "$evaluators." + name + ce.path, Reason: ce.msg})
+		}
+	}
+	for k, v := range sh.Metadata {
+		switch v.(type) {
+		case bool, string, float64:
+		default:
+			out = append(out, &Problem{Path: "metadata." + k, Reason: "metadata values are booleans, strings or numbers, not " + describe(v)})
+		}
+	}
+	return &sh, out
+}
+
+// NewSet makes a set of compiled flags from definitions and their shared
+// part (nil: none).
+func NewSet(defs map[string]Definition, shared *Shared) *Set {
+	if shared == nil {
+		shared = &Shared{}
+	}
+	s := &Set{Flags: make(map[string]*Flag, len(defs)), Evaluators: shared.Evaluators, Metadata: shared.Metadata}
+	for key, d := range defs {
+		s.Flags[key] = compileFlag(key, d, orEmpty(shared.Evaluators), shared.Metadata)
+	}
+	return s
+}
+
+// Update returns a set with defs changed (a nil definition removes its
+// flag): only those flags are compiled again, with the set's shared part.
+func (s *Set) Update(defs map[string]*Definition) *Set {
+	out := &Set{Flags: maps.Clone(s.Flags), Evaluators: s.Evaluators, Metadata: s.Metadata}
+	for key, d := range defs {
+		if d == nil {
+			delete(out.Flags, key)
+			continue
+		}
+		out.Flags[key] = compileFlag(key, *d, orEmpty(s.Evaluators), s.Metadata)
+	}
+	return out
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
 // Set is a flag file: flags, shared evaluators and the set's metadata.
 type Set struct {
 	Flags      map[string]*Flag
@@ -325,7 +393,7 @@ func ParseFile(data []byte) (*Set, error) {
 				err: &compileError{msg: jsonError(err)}}
 			continue
 		}
-		s.Flags[key] = compileFlag(key, d, f.Evaluators, f.Metadata)
+		s.Flags[key] = compileFlag(key, d, orEmpty(f.Evaluators), f.Metadata)
 	}
 	return s, nil
 }

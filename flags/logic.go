@@ -154,6 +154,9 @@ func (c *compiler) op(op string, raw any) node {
 		if !ok {
 			c.fail("$ref must name an evaluator (a string)")
 		}
+		if c.evaluators == nil {
+			return literal(nil) // checked later, against the evaluators it will run with
+		}
 		rule, ok := c.evaluators[name]
 		if !ok {
 			c.fail("$ref %q: no such evaluator in $evaluators", name)

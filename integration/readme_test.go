@@ -32,7 +32,7 @@ func TestReadme(t *testing.T) {
 		t.Fatal(err)
 	}
 	sections := readmeSections(string(readme))
-	for _, name := range []string{"The two commands", "A five-minute tour", "Tokens and roles", "Maintenance windows, instances and rollouts", "A cluster"} {
+	for _, name := range []string{"The two commands", "A five-minute tour", "Tokens and roles", "Feature flags", "Maintenance windows, instances and rollouts", "A cluster"} {
 		if len(sections[name]) == 0 {
 			t.Fatalf("README.md has no command block under %q", name)
 		}
@@ -57,7 +57,7 @@ func TestReadme(t *testing.T) {
 	waitReady(t, sh, node[0], "http://127.0.0.1:7380/readyz")
 	// node[1] is this test suite: not run from inside itself.
 
-	for _, name := range []string{"A five-minute tour", "Tokens and roles", "Maintenance windows, instances and rollouts"} {
+	for _, name := range []string{"A five-minute tour", "Tokens and roles", "Feature flags", "Maintenance windows, instances and rollouts"} {
 		for _, c := range sections[name] {
 			sh.run(c)
 		}

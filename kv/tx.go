@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/flags"
 	"cfgcluster/schema"
 )
 
@@ -254,5 +255,67 @@ func (tx *Tx) check() error {
 			}
 		}
 	}
-	return sch.Check(rules, func(k string) (any, bool) { v, ok := vals[k]; return v, ok }, tx.order...)
+	if err := sch.Check(rules, func(k string) (any, bool) { v, ok := vals[k]; return v, ok }, tx.order...); err != nil {
+		return err
+	}
+	return tx.checkFlags()
+}
+
+// checkFlags checks what one flag's value cannot show alone: that its
+// $refs name evaluators of the flags' shared part as it is after the
+// change, and, when the change writes the shared part, that every flag
+// still compiles with it.
+func (tx *Tx) checkFlags() error {
+	var keys []string
+	shared := false
+	for _, k := range tx.order {
+		if k == schema.FlagsNamespace {
+			shared = true
+		} else if _, ok := schema.FlagKeyOf(k); ok {
+			keys = append(keys, k)
+		}
+	}
+	if !shared && len(keys) == 0 {
+		return nil
+	}
+	sh := &flags.Shared{}
+	if e, err := tx.Get(schema.FlagsNamespace); err != nil {
+		return err
+	} else if e != nil {
+		doc, _ := json.Marshal(e.Value)
+		sh, _ = flags.ParseShared(doc) // checked when it was written
+	}
+	if shared {
+		entries, err := tx.List()
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if _, ok := schema.FlagKeyOf(e.Key); ok && !slices.Contains(keys, e.Key) {
+				keys = append(keys, e.Key)
+			}
+		}
+	}
+	evaluators := sh.Evaluators
+	if evaluators == nil {
+		evaluators = map[string]any{}
+	}
+	var errs []error
+	for _, key := range keys {
+		e, err := tx.Get(key)
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			continue // deleted
+		}
+		doc, _ := json.Marshal(e.Value)
+		fk, _ := schema.FlagKeyOf(key)
+		f, err := flags.NewFlag(fk, doc, evaluators)
+		if err != nil {
+			return err
+		}
+		errs = append(errs, schema.FlagProblems(key, f.Problems()))
+	}
+	return errors.Join(errs...)
 }

@@ -131,6 +131,9 @@ func (n *Node) routeTable() []route {
 		{"GET /v1/roles", onEverything(auth.Admin), n.listRoles},
 		{"POST /v1/roles", onEverything(auth.Admin), n.putRole},
 		{"DELETE /v1/roles/{name}", onEverything(auth.Admin), n.deleteRole},
+		{"POST /ofrep/v1/evaluate/flags/{key}", needs(auth.Read), n.ofrepEvaluate}, // and read on flags.KEY
+		{"POST /ofrep/v1/evaluate/flags", needs(auth.Read), n.ofrepBulk},           // the flags the caller may read
+		{"GET /ofrep/v1/events", needs(auth.Read), n.ofrepEvents},
 		{"GET /healthz", public, func(w http.ResponseWriter, r *http.Request) error {
 			_, err := io.WriteString(w, "ok\n")
 			return err

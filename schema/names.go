@@ -4,13 +4,15 @@ import (
 	"strings"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/flags"
 )
 
 // MaxKeyLen is the longest key name, in bytes.
 const MaxKeyLen = 256
 
 // ValidKeyName reports whether name is a key name: lowercase dotted segments
-// of [a-z0-9_-], at most MaxKeyLen bytes ("session.idle_timeout").
+// of [a-z0-9_-], at most MaxKeyLen bytes ("session.idle_timeout"); or, in
+// FlagsNamespace, a flagd flag key ("flags.new-Checkout_v2").
 func ValidKeyName(name string) error {
 	bad := func(format string, args ...any) error {
 		return cfgerr.Errorf(cfgerr.Invalid, name, "name", format, args...)
@@ -20,6 +22,12 @@ func ValidKeyName(name string) error {
 	}
 	if len(name) > MaxKeyLen {
 		return bad("key name is %d bytes, longer than %d", len(name), MaxKeyLen)
+	}
+	if key, ok := FlagKeyOf(name); ok {
+		if err := flags.ValidKey(key); err != nil {
+			return bad("%v", err)
+		}
+		return nil
 	}
 	for i, seg := range strings.Split(name, ".") {
 		if seg == "" {

@@ -22,6 +22,8 @@ type Schema struct {
 	// Approval "required" makes a change of the schema itself a proposal
 	// that an approver must approve (the schema in force decides).
 	Approval string `json:"approval,omitempty"`
+	// Flags turns feature flags on: keys under FlagsNamespace.
+	Flags *Flags `json:"flags,omitempty"`
 
 	byKey map[string][]*Rule // rules that read each key
 }
@@ -98,8 +100,15 @@ func (s *Schema) Validate() error {
 	if s.Approval != "" && s.Approval != ApprovalRequired {
 		errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, "", "approval", "unknown schema approval %q (only %q)", s.Approval, ApprovalRequired))
 	}
+	if s.Flags != nil {
+		errs = append(errs, s.Flags.validate()...)
+	}
 	for _, name := range s.KeyNames() {
 		k := s.Keys[name]
+		if _, flag := FlagKeyOf(name); flag || name == FlagsNamespace {
+			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, name, "", "%s and %s.* are feature flags: turn them on with the schema's flags section, not keys", FlagsNamespace, FlagsNamespace))
+			continue
+		}
 		if k == nil {
 			errs = append(errs, cfgerr.Errorf(cfgerr.Invalid, name, "", "key has no definition"))
 			continue
@@ -222,10 +231,16 @@ func (k *Key) Validate() error {
 	return nil
 }
 
-// Lookup returns the key's definition.
+// Lookup returns the key's definition: a key of the schema's, or a feature
+// flag's (FlagsNamespace) when the schema has a flags section.
 func (s *Schema) Lookup(name string) (*Key, bool) {
-	k, ok := s.Keys[name]
-	return k, ok
+	if k, ok := s.Keys[name]; ok {
+		return k, true
+	}
+	if k := s.flagKey(name); k != nil && ValidKeyName(name) == nil {
+		return k, true
+	}
+	return nil, false
 }
 
 // Key returns the key's definition, or a NotFound error naming it.
@@ -233,8 +248,11 @@ func (s *Schema) Key(name string) (*Key, error) {
 	if err := ValidKeyName(name); err != nil {
 		return nil, err
 	}
-	if k, ok := s.Keys[name]; ok {
+	if k, ok := s.Lookup(name); ok {
 		return k, nil
+	}
+	if _, flag := FlagKeyOf(name); flag || name == FlagsNamespace {
+		return nil, cfgerr.Errorf(cfgerr.NotFound, name, "", "feature flags are not on: the schema has no flags section")
 	}
 	return nil, cfgerr.Errorf(cfgerr.NotFound, name, "", "key is not in the schema")
 }

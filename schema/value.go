@@ -44,6 +44,9 @@ func (t Type) valid() bool {
 // given as a string ("15m"). Strings are not parsed into other types: use
 // ParseText for command-line text.
 func (k *Key) Coerce(raw any) (any, error) {
+	if k.Type == Flag || k.Type == FlagSet {
+		return k.coerceFlag(raw)
+	}
 	v, err := coerce(k.Type, raw)
 	if err != nil {
 		return nil, k.typeError(err)
@@ -57,6 +60,13 @@ func (k *Key) Coerce(raw any) (any, error) {
 // ParseText parses command-line text by the key's type ("20m", "true", "8",
 // "a,b,c" or ["a","b"] for a list, a JSON object for json) and checks it.
 func (k *Key) ParseText(text string) (any, error) {
+	if k.Type == Flag || k.Type == FlagSet {
+		v, err := parseText(JSON, text)
+		if err != nil {
+			return nil, k.errorf("value", "%v", err)
+		}
+		return k.coerceFlag(v)
+	}
 	v, err := parseText(k.Type, text)
 	if err != nil {
 		return nil, k.typeError(err)

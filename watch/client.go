@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"cfgcluster/cfgerr"
+	"cfgcluster/flags"
 	"cfgcluster/kv"
 	"cfgcluster/schema"
 )
@@ -66,6 +67,7 @@ type Client struct {
 
 	ownSchema bool // the service gave its schema: cluster schema changes do not replace it
 	sch       atomic.Pointer[schema.Schema]
+	flags     atomic.Pointer[flags.Set] // the feature flags, compiled (flags.go)
 
 	applyMu sync.Mutex // serialises applying changes, so batches reach subscribers in order
 

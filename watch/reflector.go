@@ -169,6 +169,8 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 	sch := c.sch.Load()
 	var (
 		batch   []Event
+		flagged []string // keys of the flags namespace changed
+		retyped = list   // every value decoded again: the flags are compiled again
 		puts    []*entry
 		removes []string
 		cached  = *c.cache.read.Load()
@@ -188,6 +190,7 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 				sch = c.sch.Load()
 				cached = nil
 				c.cache.clear()
+				retyped = true
 			}
 			continue
 		}
@@ -243,6 +246,9 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 				e.New = d.Value
 			}
 		}
+		if isFlagKey(key) {
+			flagged = append(flagged, key)
+		}
 		if _, env := c.env[key]; env {
 			continue // the environment wins: nothing the service sees changed
 		}
@@ -271,8 +277,11 @@ func (c *Client) applyLocked(rev int64, evs []*clientv3.Event, list bool) {
 		batch = append(batch, e)
 	}
 	// The cache holds the revision's values before the revision counts as
-	// applied: WaitRevision's callers then read them.
+	// applied: WaitRevision's callers then read them. So do the flags.
 	c.cache.update(puts, removes)
+	if retyped || len(flagged) > 0 {
+		c.updateFlagsLocked(flagged, retyped)
+	}
 	if list {
 		c.resetLocked(rev)
 		c.changed = rev

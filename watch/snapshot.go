@@ -121,6 +121,7 @@ func (c *Client) loadSnapshot() error {
 	for _, w := range f.Windows {
 		c.windows[w.Scope] = w
 	}
+	c.updateFlagsLocked(nil, true)
 	c.rev, c.from = f.Revision, SourceSnapshot
 	c.log.Info("serving from the snapshot", zap.String("file", c.opt.snapshot), zap.Int64("revision", f.Revision),
 		zap.Time("written_at", f.WrittenAt), zap.Int("values", len(f.Values)))

@@ -24,16 +24,20 @@ func currentContext(c *cli.Context) (*clientconfig.Context, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The app's --context: a command's own flag of that name (flag eval's
+	// evaluation context) is another thing.
+	lineage := c.Lineage()
+	app := lineage[len(lineage)-1]
 	name := cfg.CurrentContext
-	if c.IsSet("context") {
-		name = c.String("context")
+	if app.IsSet("context") {
+		name = app.String("context")
 	}
 	if name == "" {
 		return &clientconfig.Context{}, nil
 	}
 	ctx := cfg.Find(name)
 	if ctx == nil {
-		if c.IsSet("context") {
+		if app.IsSet("context") {
 			return nil, cfgerr.Errorf(cfgerr.NotFound, "", "context", "no context %q in %s", name, clientconfig.Path())
 		}
 		return &clientconfig.Context{}, nil

@@ -39,7 +39,7 @@ func newApp() *cli.App {
 			maintenanceCommand(), instancesCommand(), restartsCommand(), rolloutCommand(),
 			clusterCommand(), memberCommand(), snapshotCommand(), defragCommand(),
 			configCommand(), loginCommand(), whoamiCommand(), tokenCommand(), roleCommand(), serviceAccountCommand(), keysCommand(),
-			proposalsCommand(), proposalCommand(),
+			proposalsCommand(), proposalCommand(), flagCommand(),
 			decisionCommand("approve", "approve a proposal: its last approval applies it (needs approve on every key; never your own)", false),
 			decisionCommand("reject", "reject a proposal (needs approve on every key)", true),
 			decisionCommand("withdraw", "withdraw your own proposal", false),
