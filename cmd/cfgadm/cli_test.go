@@ -132,6 +132,23 @@ func TestContexts(t *testing.T) {
 	if ep, _ := endpoint("--context", "local"); ep != "http://127.0.0.1:7380" {
 		t.Fatalf("--context local: %s", ep)
 	}
+	// flag eval's own --context is an evaluation context, not a config one.
+	app := newApp()
+	var ep, evalCtx string
+	for _, cmd := range app.Commands {
+		for _, sub := range cmd.Subcommands {
+			if cmd.Name == "flag" && sub.Name == "eval" {
+				sub.Action = func(c *cli.Context) error {
+					ep, evalCtx = client(c).Endpoint, c.String("context")
+					return nil
+				}
+			}
+		}
+	}
+	if err := app.Run(interspersed(app, []string{"cfgadm", "flag", "eval", "f", "--context", `{"targetingKey": "u1"}`})); err != nil ||
+		ep != "https://cfg.example:7380" || evalCtx != `{"targetingKey": "u1"}` {
+		t.Fatalf("flag eval --context: endpoint %s, evaluation context %q, %v", ep, evalCtx, err)
+	}
 	t.Setenv("CFGADM_ENDPOINT", "127.0.0.1:9999")
 	if ep, _ := endpoint(); ep != "http://127.0.0.1:9999" {
 		t.Fatalf("CFGADM_ENDPOINT: %s", ep)

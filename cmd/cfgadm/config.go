@@ -25,9 +25,17 @@ func currentContext(c *cli.Context) (*clientconfig.Context, error) {
 		return nil, err
 	}
 	// The app's --context: a command's own flag of that name (flag eval's
-	// evaluation context) is another thing.
+	// evaluation context) is another thing. The lineage ends at the app's
+	// context (and an empty one above it); Value finds a flag only where it
+	// is defined, looking up from there.
+	app := c
 	lineage := c.Lineage()
-	app := lineage[len(lineage)-1]
+	for i := len(lineage) - 1; i >= 0; i-- {
+		if lineage[i].Value("context") != nil {
+			app = lineage[i]
+			break
+		}
+	}
 	name := cfg.CurrentContext
 	if app.IsSet("context") {
 		name = app.String("context")
