@@ -66,7 +66,7 @@ func (s *Store) WaitReady(ctx context.Context) error {
 	}
 }
 
-// follow lists the auth range, then watches it from the next revision; it
+// follow lists the auth range, then watches it from that revision on; it
 // lists again after any watch failure (a compaction among them). A watch
 // that goes quiet is not trusted: every second the store asks etcd for a
 // progress notice on it, and a watch that answered nothing (no event, no
@@ -84,8 +84,12 @@ func (s *Store) follow(ctx context.Context) {
 			continue
 		}
 		once.Do(func() { close(s.ready) })
+		// From the listed revision itself: etcd answers no progress request
+		// of a watch from a revision it has not reached, so on an idle
+		// cluster a watch from the next one went silent and was replaced
+		// every watchSilence. Its events, if any come again, are skipped.
 		s.mu.RLock()
-		from := s.rev + 1
+		from := s.rev
 		s.mu.RUnlock()
 		// Its own metadata puts the watch on a gRPC stream of its own: a
 		// replacement never joins a stalled stream.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"cfgcluster/auth"
 	"cfgcluster/etcdtest"
@@ -42,5 +43,24 @@ func TestTokenMadeElsewhereWorksAtOnce(t *testing.T) {
 	}
 	if _, err := here.Authenticate(ctx, "cfgt1_nobody_"+token[len(token)-43:]); err == nil {
 		t.Fatal("an unknown name was accepted")
+	}
+}
+
+// On an idle cluster the store's watch is answered (progress), so it is
+// never taken for stalled and replaced, which would list the auth range
+// again and warn every few seconds.
+func TestIdleWatchIsKept(t *testing.T) {
+	_, c := etcdtest.Start(t)
+	core, logs := observer.New(zap.WarnLevel)
+	s := auth.NewStore(c, kv.New(c), zap.New(core))
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // past watchSilence (3 s), with no write anywhere
+	if n := logs.FilterMessageSnippet("stopped").Len(); n > 0 {
+		t.Fatalf("the watch of an idle cluster was replaced %d times: %v", n, logs.All()[0].ContextMap())
 	}
 }

@@ -214,7 +214,10 @@ const watchSilence = 3 * time.Second
 // watch applies the trail's changes after revision from until the watch
 // fails or goes silent.
 func (ix *AuditIndex) watch(ctx context.Context, from int64) error {
-	ch := ix.etcd.Watch(ctx, ix.layout.prefix+"v1/audit", clientv3.WithPrefix(), clientv3.WithRev(from+1))
+	// From the indexed revision itself, not the next: etcd answers no
+	// progress request of a watch from a revision it has not reached.
+	// Events at it, if any come again, are skipped by apply.
+	ch := ix.etcd.Watch(ctx, ix.layout.prefix+"v1/audit", clientv3.WithPrefix(), clientv3.WithRev(from))
 	ix.mu.Lock()
 	ix.wctx, ix.asked = ctx, time.Time{}
 	ix.mu.Unlock()

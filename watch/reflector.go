@@ -346,7 +346,13 @@ func (c *Client) watchLoop(ctx context.Context) {
 				continue
 			}
 		}
-		reason, err := c.watchOnce(ctx, c.Revision()+1)
+		// From the applied revision itself, not the next: etcd answers no
+		// progress request of a watch from a revision it has not reached
+		// (mvcc's progressIfSync), so on an idle cluster a watch from the
+		// next revision never heard progress, the client grew stale and
+		// restarted its watch every three intervals. The applied revision's
+		// events, if any come again, are dropped as duplicates.
+		reason, err := c.watchOnce(ctx, c.Revision())
 		if ctx.Err() != nil {
 			return
 		}
