@@ -35,5 +35,13 @@ fi
 for tool in curl git; do
   command -v "$tool" >/dev/null || { echo "scripts/test.sh: the tests need $tool" >&2; exit 1; }
 done
+# OpenFeature's own JavaScript SDK and OFREP provider are the real OFREP
+# client of integration/flags_test.go: installed once from the committed
+# lock file.
+if ! [ -d integration/testdata/ofrep/node_modules/@openfeature/ofrep-provider ]; then
+  command -v npm >/dev/null || { echo "scripts/test.sh: the tests need Node.js and npm (OpenFeature's JavaScript OFREP client)" >&2; exit 1; }
+  echo "scripts/test.sh: installing OpenFeature's JavaScript SDK and OFREP provider (npm ci --prefix integration/testdata/ofrep)" >&2
+  npm ci --prefix integration/testdata/ofrep --no-audit --no-fund >/dev/null
+fi
 go vet ./...
 go test -race -count=1 -timeout 20m "$@" ./...
