@@ -417,6 +417,12 @@ func (c *Client) EvaluateFlag(ctx context.Context, key string, evalCtx map[strin
 	return &out, c.do(ctx, http.MethodPost, "/ofrep/v1/evaluate/flags/"+url.PathEscape(key), FlagEvaluationRequest{Context: evalCtx}, &out)
 }
 
+// FlagUsage returns each flag's evaluations across the live instances.
+func (c *Client) FlagUsage(ctx context.Context) (*FlagUsageList, error) {
+	var out FlagUsageList
+	return &out, c.do(ctx, http.MethodGet, "/v1/flags/usage", nil, &out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {

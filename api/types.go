@@ -547,3 +547,18 @@ type FlagEvaluation struct {
 type FlagEvaluationRequest struct {
 	Context map[string]any `json:"context"`
 }
+
+// FlagUsageList answers GET /v1/flags/usage: each flag the caller may read,
+// with its evaluations across the live instances (as they last reported
+// them, about once a minute).
+type FlagUsageList struct {
+	Flags []FlagUsage `json:"flags"`
+}
+
+// FlagUsage is one flag's evaluations across the live instances.
+type FlagUsage struct {
+	Flag        string            `json:"flag"`
+	Evaluations map[string]uint64 `json:"evaluations"` // by variant served; "": the caller's default
+	Instances   int               `json:"instances"`   // live instances that evaluated it
+	Last        *time.Time        `json:"last_evaluated,omitempty"`
+}

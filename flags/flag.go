@@ -48,12 +48,17 @@ type Flag struct {
 	Definition
 	Kind Kind
 
-	rule     node           // nil: no targeting
-	err      *compileError  // the targeting does not compile: evaluations fail with PARSE_ERROR
-	problems []*Problem     // what a write refuses (err among them)
-	metadata map[string]any // the set's metadata under the flag's
-	static   Detail         // the answer of a flag without targeting, made once
-	byName   map[string]any // variant values
+	rule     node                  // nil: no targeting
+	err      *compileError         // the targeting does not compile: evaluations fail with PARSE_ERROR
+	problems []*Problem            // what a write refuses (err among them)
+	metadata map[string]any        // the set's metadata under the flag's
+	static   Detail                // the answer of a flag without targeting, made once
+	dflt     Detail                // the answer when the targeting names no variant
+	byName   map[string]variantRef // variant values and their counters
+	usage    []counter             // evaluations by variant (byName's idx); the last: the caller's default
+	names    []string              // the variants, by idx
+	defIdx   int                   // the default variant's idx (len(names): none)
+	base     map[string]uint64     // evaluations counted by the flag's earlier versions
 }
 
 // Problem is something wrong with a flag definition: the flag, where in
@@ -151,7 +156,18 @@ func NewFlag(key string, def []byte, evaluators map[string]any) (*Flag, error) {
 
 // compileFlag checks d and compiles its targeting.
 func compileFlag(key string, d Definition, evaluators, setMeta map[string]any) *Flag {
-	f := &Flag{Key: key, Definition: d, byName: d.Variants}
+	f := &Flag{Key: key, Definition: d, byName: map[string]variantRef{}}
+	f.names = slices.Sorted(maps.Keys(d.Variants))
+	for i, name := range f.names {
+		f.byName[name] = variantRef{d.Variants[name], i}
+	}
+	f.usage = make([]counter, len(f.names)+1)
+	f.defIdx = len(f.names)
+	if d.DefaultVariant != nil {
+		if ref, ok := f.byName[*d.DefaultVariant]; ok {
+			f.defIdx = ref.idx
+		}
+	}
 	bad := func(path, format string, args ...any) {
 		f.problems = append(f.problems, &Problem{Flag: key, Path: path, Reason: fmt.Sprintf(format, args...)})
 	}
@@ -217,6 +233,7 @@ func compileFlag(key string, d Definition, evaluators, setMeta map[string]any) *
 			bad("targeting"+f.err.path, "%s", f.err.msg)
 		}
 	}
+	f.dflt = f.defaultDetail(Default)
 	if f.rule == nil && f.err == nil {
 		f.static = f.defaultDetail(Static)
 	}
@@ -453,18 +470,33 @@ func (f *Flag) defaultDetail(r Reason) Detail {
 // now is the clock of $flagd.timestamp.
 var now = func() int64 { return time.Now().Unix() }
 
+type variantRef struct {
+	value any
+	idx   int
+}
+
 // Evaluate evaluates the flag for a context (flagd's: targetingKey and any
-// attributes; numbers may be any of Go's numeric types).
+// attributes; numbers may be any of Go's numeric types), and counts the
+// evaluation (Usage).
 func (f *Flag) Evaluate(ctx map[string]any) Detail {
+	d, idx := f.evaluate(ctx)
+	f.usage[idx].inc()
+	return d
+}
+
+// evaluate answers, with the index of the variant served (len(names): the
+// caller's default).
+func (f *Flag) evaluate(ctx map[string]any) (Detail, int) {
+	none := len(f.names)
 	if f.State == Disabled {
-		return Detail{Reason: DisabledReason, Metadata: f.metadata}
+		return Detail{Reason: DisabledReason, Metadata: f.metadata}, none
 	}
 	if f.err != nil {
 		return Detail{Reason: ErrorReason, ErrorCode: ParseError, Metadata: f.metadata,
-			ErrorMessage: fmt.Sprintf("flag %q: its targeting does not compile: %s", f.Key, f.err)}
+			ErrorMessage: fmt.Sprintf("flag %q: its targeting does not compile: %s", f.Key, f.err)}, none
 	}
 	if f.rule == nil {
-		return f.static
+		return f.static, f.defIdx
 	}
 	e := env{data: ctx, root: true, flag: f}
 	if ctx == nil {
@@ -473,12 +505,12 @@ func (f *Flag) Evaluate(ctx map[string]any) Detail {
 	result, err := f.run(e)
 	if err != nil {
 		return Detail{Reason: ErrorReason, ErrorCode: General, Metadata: f.metadata,
-			ErrorMessage: fmt.Sprintf("flag %q: its targeting failed: %v", f.Key, err)}
+			ErrorMessage: fmt.Sprintf("flag %q: its targeting failed: %v", f.Key, err)}, none
 	}
 	var name string
 	switch v := result.(type) {
 	case nil:
-		return f.defaultDetail(Default)
+		return f.dflt, f.defIdx
 	case string:
 		name = v
 	case bool:
@@ -487,15 +519,15 @@ func (f *Flag) Evaluate(ctx map[string]any) Detail {
 		name = toString(v)
 	default:
 		return Detail{Reason: ErrorReason, ErrorCode: General, Metadata: f.metadata,
-			ErrorMessage: fmt.Sprintf("flag %q: its targeting answered %s, not a variant name", f.Key, describe(v))}
+			ErrorMessage: fmt.Sprintf("flag %q: its targeting answered %s, not a variant name", f.Key, describe(v))}, none
 	}
-	val, ok := f.byName[name]
+	ref, ok := f.byName[name]
 	if !ok {
 		return Detail{Reason: ErrorReason, ErrorCode: General, Metadata: f.metadata,
 			ErrorMessage: fmt.Sprintf("flag %q: its targeting chose a variant it does not have (a name of %d bytes; the variants are %v)",
-				f.Key, len(name), slices.Sorted(maps.Keys(f.Variants)))}
+				f.Key, len(name), f.names)}, none
 	}
-	return Detail{Value: val, Variant: name, Reason: TargetingMatch, Metadata: f.metadata}
+	return Detail{Value: ref.value, Variant: name, Reason: TargetingMatch, Metadata: f.metadata}, ref.idx
 }
 
 // run runs the targeting; a panic (a bug: every operator answers null for

@@ -2,19 +2,26 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"cfgcluster/api"
 )
 
 // Flags written through one node, as a flagd file imported with cfgadm,
 // reach OpenFeature's own JavaScript SDK through another node's OFREP
 // endpoint (npm: @openfeature/server-sdk and @openfeature/ofrep-provider,
 // installed by scripts/test.sh): values, variants, reasons and error codes
-// as that SDK reads them.
-func TestFlagsThroughOFREPFromJavaScript(t *testing.T) {
+// as that SDK reads them. A Go service evaluates them in-process, and its
+// evaluations reach cfgadm flag usage and flag stale through the instance
+// registry.
+func TestFlagsAcrossTheCluster(t *testing.T) {
 	dir, _ := filepath.Abs("testdata/ofrep")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@openfeature", "ofrep-provider")); err != nil {
 		t.Fatalf("OpenFeature's JS packages are not installed: run scripts/test.sh (npm ci --prefix integration/testdata/ofrep): %v", err)
@@ -89,6 +96,45 @@ func TestFlagsThroughOFREPFromJavaScript(t *testing.T) {
 	check("number", 500, "many", "TARGETING_MATCH", "")
 	if got["staff"].FlagMetadata["team"] != "web" {
 		t.Errorf("metadata: %+v", got["staff"].FlagMetadata)
+	}
+	// A service evaluates new-checkout 5 times: usage through node 2, and
+	// every other flag stale.
+	svc := StartService(t, cl.Nodes[1], "shop", "--flag-usage-interval", "200ms")
+	for i := range 5 {
+		resp, err := http.Get(fmt.Sprintf("%s/flag?key=new-checkout&user=u%d&email=ada@example.com", svc.URL(), i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d map[string]any
+		json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		if d["value"] != true || d["reason"] != "TARGETING_MATCH" {
+			t.Fatalf("the service's evaluation: %v", d)
+		}
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		u, err := n2.API().FlagUsage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got api.FlagUsage
+		for _, f := range u.Flags {
+			if f.Flag == "new-checkout" {
+				got = f
+			}
+		}
+		if got.Evaluations["on"] == 5 && got.Instances == 1 && got.Last != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage after 5 evaluations: %+v", u)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stale, e, code := n0.Adm(ctx, "flag", "stale", "--days", "1")
+	if code != 0 || strings.Contains(stale, "new-checkout") || !strings.Contains(stale, "dark-mode") || !strings.Contains(stale, "never") {
+		t.Fatalf("flag stale: exit %d\n%s%s", code, stale, e)
 	}
 	// The import is one audited change.
 	hist, err := n2.API().Audit(ctx, "flags.new-checkout", 0, 10)

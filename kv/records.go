@@ -64,6 +64,16 @@ type Report struct {
 	Applied  int64       `json:"applied_revision"`
 	Rejected []Rejection `json:"rejected,omitempty"`
 	Pending  []string    `json:"pending_restart,omitempty"` // keys waiting for a restart
+	// Flags is how the instance evaluated each feature flag since it
+	// started, refreshed about once a minute.
+	Flags map[string]FlagUsage `json:"flags,omitempty"`
+}
+
+// FlagUsage is one flag's evaluations in one instance: by variant served
+// ("": the caller's default), and when it last evaluated the flag.
+type FlagUsage struct {
+	Evaluations map[string]uint64 `json:"evaluations"`
+	Last        time.Time         `json:"last_evaluated"`
 }
 
 // Rejection is a value an instance refused against its own schema.

@@ -134,6 +134,7 @@ func (n *Node) routeTable() []route {
 		{"POST /ofrep/v1/evaluate/flags/{key}", needs(auth.Read), n.ofrepEvaluate}, // and read on flags.KEY
 		{"POST /ofrep/v1/evaluate/flags", needs(auth.Read), n.ofrepBulk},           // the flags the caller may read
 		{"GET /ofrep/v1/events", needs(auth.Read), n.ofrepEvents},
+		{"GET /v1/flags/usage", needs(auth.Read), n.flagUsage}, // the flags the caller may read
 		{"GET /healthz", public, func(w http.ResponseWriter, r *http.Request) error {
 			_, err := io.WriteString(w, "ok\n")
 			return err

@@ -18,6 +18,7 @@ import (
 	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
 	"cfgcluster/flags"
+	"cfgcluster/leases"
 	"cfgcluster/schema"
 	"cfgcluster/watch"
 )
@@ -193,4 +194,36 @@ func (n *Node) ofrepEvents(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// flagUsage is GET /v1/flags/usage: each flag the caller may read, with
+// its evaluations summed over the live instances' reports.
+func (n *Node) flagUsage(w http.ResponseWriter, r *http.Request) error {
+	ins, _, err := leases.Instances(r.Context(), n.client, n.store.Layout(), "")
+	if err != nil {
+		return err
+	}
+	set := n.watch.Flags()
+	out := api.FlagUsageList{Flags: []api.FlagUsage{}}
+	for _, key := range slices.Sorted(maps.Keys(set.Flags)) {
+		if !mayRead(r, schema.FlagsNamespace+"."+key) {
+			continue
+		}
+		u := api.FlagUsage{Flag: key, Evaluations: map[string]uint64{}}
+		for _, in := range ins {
+			fu, ok := in.Report.Flags[key]
+			if !ok {
+				continue
+			}
+			u.Instances++
+			for variant, count := range fu.Evaluations {
+				u.Evaluations[variant] += count
+			}
+			if last := fu.Last; !last.IsZero() && (u.Last == nil || last.After(*u.Last)) {
+				u.Last = &last
+			}
+		}
+		out.Flags = append(out.Flags, u)
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

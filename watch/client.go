@@ -82,8 +82,10 @@ type Client struct {
 	pending   map[string]Value // requires_restart keys: newer cluster values
 	rejected  map[string]Rejection
 	env       map[string]Value
-	revCh     chan struct{}         // closed and replaced whenever rev advances
-	windows   map[string]*kv.Window // maintenance windows by scope, as stored
+	revCh     chan struct{}           // closed and replaced whenever rev advances
+	windows   map[string]*kv.Window   // maintenance windows by scope, as stored
+	usage     map[string]kv.FlagUsage // the flags' usage as last reported
+	usageAt   time.Time               // when it was taken
 
 	synced    atomic.Bool
 	listed    atomic.Bool   // a list has succeeded once: every later one is a re-list

@@ -29,7 +29,9 @@ func (c *Client) updateFlagsLocked(changed []string, all bool) {
 			}
 		}
 		if len(defs) > 0 {
-			c.flags.Store(old.Update(defs))
+			next := old.Update(defs)
+			next.KeepUsage(old)
+			c.flags.Store(next)
 		}
 		return
 	}
@@ -48,7 +50,9 @@ func (c *Client) updateFlagsLocked(changed []string, all bool) {
 			}
 		}
 	}
-	c.flags.Store(flags.NewSet(defs, shared))
+	next := flags.NewSet(defs, shared)
+	next.KeepUsage(old)
+	c.flags.Store(next)
 }
 
 // flagDefLocked is the stored definition of a flag's key; nil if none.

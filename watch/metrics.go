@@ -76,6 +76,7 @@ func (c *Client) register(reg prometheus.Registerer) error {
 			func() float64 { return float64(m.queued.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cfgcluster_watch_subscribers", Help: "Registered subscribers."},
 			func() float64 { c.mux.mu.RLock(); defer c.mux.mu.RUnlock(); return float64(c.mux.count) }),
+		flagUsage{c},
 	}
 	for _, col := range cs {
 		if err := reg.Register(col); err != nil {
@@ -83,4 +84,25 @@ func (c *Client) register(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// flagUsage exposes the flags' evaluations, read from their counters at
+// each scrape: nothing is looked up per evaluation.
+type flagUsage struct{ c *Client }
+
+var flagEvaluationsDesc = prometheus.NewDesc("cfgcluster_flag_evaluations_total",
+	"Feature flag evaluations in this process, by flag and variant served (caller-default: the caller's own default, for a disabled flag, one with no default variant, or an error).",
+	[]string{"flag", "variant"}, nil)
+
+func (u flagUsage) Describe(ch chan<- *prometheus.Desc) { ch <- flagEvaluationsDesc }
+
+func (u flagUsage) Collect(ch chan<- prometheus.Metric) {
+	for key, f := range u.c.Flags().Flags {
+		for variant, n := range f.Usage() {
+			if variant == "" {
+				variant = "caller-default"
+			}
+			ch <- prometheus.MustNewConstMetric(flagEvaluationsDesc, prometheus.CounterValue, float64(n), key, variant)
+		}
+	}
 }

@@ -36,13 +36,19 @@ type options struct {
 	progress     time.Duration
 	startTimeout time.Duration
 	mirror       bool
+	// usageInterval is how often the instance report's flag usage is taken.
+	usageInterval time.Duration
 }
 
 func defaultOptions() options {
 	return options{prefix: kv.DefaultPrefix, log: zap.NewNop(), cacheSize: 1000, ttl: 300 * time.Second,
 		typeTTL: map[schema.Type]time.Duration{}, envPrefix: "CFG_", workers: 8, queueSize: 256,
-		slow: time.Second, progress: 2 * time.Second, startTimeout: 5 * time.Second}
+		slow: time.Second, progress: 2 * time.Second, startTimeout: 5 * time.Second, usageInterval: time.Minute}
 }
+
+// WithFlagUsageInterval sets how often the instance report takes the
+// flags' usage anew (default a minute).
+func WithFlagUsageInterval(d time.Duration) Option { return func(o *options) { o.usageInterval = d } }
 
 // Option configures a Client.
 type Option func(*options)

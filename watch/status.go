@@ -75,7 +75,41 @@ func (c *Client) InstanceReport() kv.Report {
 		r.Pending = append(r.Pending, k)
 	}
 	sort.Strings(r.Pending)
+	r.Flags = c.flagReportLocked(time.Now())
 	return r
+}
+
+// flagReportLocked is the flags' usage for the instance report, taken anew
+// at most once per flag-usage interval: the report is rewritten only when
+// it changes, and counts change with every evaluation.
+func (c *Client) flagReportLocked(now time.Time) map[string]kv.FlagUsage {
+	if c.usageAt.IsZero() || now.Sub(c.usageAt) >= c.opt.usageInterval {
+		prev := c.usage
+		c.usage, c.usageAt = map[string]kv.FlagUsage{}, now
+		for key, f := range c.Flags().Flags {
+			u := kv.FlagUsage{Evaluations: f.Usage()}
+			var total, before uint64
+			for _, n := range u.Evaluations {
+				total += n
+			}
+			for _, n := range prev[key].Evaluations {
+				before += n
+			}
+			switch {
+			case total == 0:
+				continue
+			case total != before:
+				u.Last = now.UTC().Truncate(time.Second)
+			default:
+				u.Last = prev[key].Last
+			}
+			c.usage[key] = u
+		}
+	}
+	if len(c.usage) == 0 {
+		return nil
+	}
+	return c.usage
 }
 
 // HasSynced reports whether the client has listed the cluster and the

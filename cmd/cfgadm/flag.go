@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -96,6 +97,15 @@ func flagCommand() *cli.Command {
 			{
 				Name: "export", Usage: "print every flag as one flagd flag file",
 				Action: flagExport,
+			},
+			{
+				Name: "usage", Usage: "each flag's evaluations by the live instances, by variant (as they report them, about once a minute)",
+				Action: flagUsage,
+			},
+			{
+				Name: "stale", Usage: "the flags no live instance has evaluated for --days days: candidates to remove",
+				Flags:  []cli.Flag{&cli.IntFlag{Name: "days", Value: 30, Usage: "days without an evaluation"}},
+				Action: flagStale,
 			},
 			{
 				Name: "delete", Usage: "delete a flag", ArgsUsage: "KEY", Flags: []cli.Flag{comment},
@@ -357,4 +367,68 @@ func flagExport(c *cli.Context) error {
 	}
 	out["flags"] = defs
 	return writeJSON(stdout(c), out)
+}
+
+func flagUsage(c *cli.Context) error {
+	l, err := client(c).FlagUsage(c.Context)
+	if err != nil {
+		return err
+	}
+	return show(c, l, func(t *table) {
+		t.header("FLAG", "EVALUATIONS", "BY VARIANT", "INSTANCES", "LAST EVALUATED")
+		t.empty = "no flags"
+		for _, u := range l.Flags {
+			var total uint64
+			var by []string
+			for _, v := range slices.Sorted(maps.Keys(u.Evaluations)) {
+				total += u.Evaluations[v]
+				name := v
+				if name == "" {
+					name = "(caller's default)"
+				}
+				by = append(by, fmt.Sprintf("%s=%d", name, u.Evaluations[v]))
+			}
+			last := "never"
+			if u.Last != nil {
+				last = u.Last.Format(time.RFC3339)
+			}
+			t.row(u.Flag, total, dashIfEmpty(strings.Join(by, ",")), u.Instances, last)
+		}
+	})
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func flagStale(c *cli.Context) error {
+	days := c.Int("days")
+	if days < 0 {
+		return usageError("--days is %d: 0 or more", days)
+	}
+	l, err := client(c).FlagUsage(c.Context)
+	if err != nil {
+		return err
+	}
+	cut := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	stale := api.FlagUsageList{Flags: []api.FlagUsage{}}
+	for _, u := range l.Flags {
+		if u.Last == nil || u.Last.Before(cut) {
+			stale.Flags = append(stale.Flags, u)
+		}
+	}
+	return show(c, stale, func(t *table) {
+		t.header("FLAG", "LAST EVALUATED")
+		t.empty = fmt.Sprintf("every flag was evaluated by a live instance within %d days", days)
+		for _, u := range stale.Flags {
+			last := "never (by a live instance)"
+			if u.Last != nil {
+				last = u.Last.Format(time.RFC3339)
+			}
+			t.row(u.Flag, last)
+		}
+	})
 }

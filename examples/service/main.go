@@ -46,6 +46,7 @@ func run() error {
 		ttl       = flag.Int("ttl", 10, "instance registration TTL, seconds")
 		credFile  = flag.String("etcd-credential", "", "the service account's etcd credential file (cfgadm service-account create NAME --out FILE)")
 		keyring   = flag.String("keyring", "", "the data keys that open this service's sensitive values (cfgadm keys export --prefix P --out FILE)")
+		usage     = flag.Duration("flag-usage-interval", time.Minute, "how often the instance reports its feature flags' usage")
 	)
 	flag.Parse()
 	log, _ := zap.NewProduction()
@@ -67,7 +68,7 @@ func run() error {
 		return err
 	}
 	defer etcd.Close()
-	opts := []watch.Option{watch.WithLogger(log.Named("config"))}
+	opts := []watch.Option{watch.WithLogger(log.Named("config")), watch.WithFlagUsageInterval(*usage)}
 	if *own != "" {
 		doc, err := os.ReadFile(*own)
 		if err != nil {
@@ -136,8 +137,25 @@ func run() error {
 		}
 		json.NewEncoder(w).Encode(out)
 	})
+	// A feature flag, evaluated in-process for the caller named by
+	// ?user= (its targeting key) and any other query parameters.
+	mux.HandleFunc("/flag", func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Query().Get("key")
+		if key == "" {
+			http.Error(w, "give ?key=FLAG&user=ID, such as /flag?key=new-checkout&user=u1", http.StatusBadRequest)
+			return
+		}
+		evalCtx := map[string]any{"targetingKey": r.URL.Query().Get("user")}
+		for name, vs := range r.URL.Query() {
+			if name != "key" && name != "user" {
+				evalCtx[name] = vs[0]
+			}
+		}
+		d := cfg.EvaluateFlag(r.Context(), key, evalCtx)
+		json.NewEncoder(w).Encode(map[string]any{"key": key, "value": d.Value, "variant": d.Variant, "reason": d.Reason, "error": d.ErrorCode})
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s serving\n", *service) })
-	srv := &http.Server{Addr: *addr, Handler: adapters.Maintenance(cfg, *service, "/healthz", "/config")(mux),
+	srv := &http.Server{Addr: *addr, Handler: adapters.Maintenance(cfg, *service, "/healthz", "/config", "/flag")(mux),
 		ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
