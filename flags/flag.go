@@ -577,3 +577,19 @@ func As[T bool | string | float64 | int64 | map[string]any | any](d Detail, def 
 	return def, Detail{Reason: ErrorReason, ErrorCode: TypeMismatch, Variant: d.Variant, Metadata: d.Metadata,
 		ErrorMessage: fmt.Sprintf("the flag's value is %s, not %s", describe(d.Value), describe(def))}
 }
+
+// Document is the set as one flagd flag file (JSON), with the flags keep
+// keeps (nil: all).
+func (s *Set) Document(keep func(key string) bool) ([]byte, error) {
+	f := struct {
+		Flags      map[string]Definition `json:"flags"`
+		Evaluators map[string]any        `json:"$evaluators,omitempty"`
+		Metadata   map[string]any        `json:"metadata,omitempty"`
+	}{Flags: map[string]Definition{}, Evaluators: s.Evaluators, Metadata: s.Metadata}
+	for key, fl := range s.Flags {
+		if keep == nil || keep(key) {
+			f.Flags[key] = fl.Definition
+		}
+	}
+	return json.Marshal(f)
+}

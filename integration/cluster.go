@@ -22,6 +22,8 @@ type Config struct {
 	Size   int      // members: 1, 3 or 5
 	Schema string   // schema file applied at first start
 	Flags  []string // extra flags for every node
+	// NodeFlags gives node i extra flags of its own (nil: none).
+	NodeFlags func(i int) []string
 	// Netns puts each member in a network namespace of its own (see
 	// netns): partitions then cut real traffic, in both directions or one.
 	Netns bool
@@ -86,8 +88,11 @@ func NewCluster(t testing.TB, cfg Config) *Cluster {
 	if err := seal.WriteKeyring(keyring, ring); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range cl.Nodes {
+	for i, n := range cl.Nodes {
 		n.Args = append(n.Args, "--initial-cluster", strings.Join(initial, ","), "--encryption-keyring", keyring)
+		if cfg.NodeFlags != nil {
+			n.Args = append(n.Args, cfg.NodeFlags(i)...)
+		}
 		if cfg.Schema != "" {
 			n.Args = append(n.Args, "--schema", cfg.Schema)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cfgcluster/api"
+	"cfgcluster/etcdtest"
 )
 
 // Flags written through one node, as a flagd file imported with cfgadm,
@@ -27,7 +28,13 @@ func TestFlagsAcrossTheCluster(t *testing.T) {
 		t.Fatalf("OpenFeature's JS packages are not installed: run scripts/test.sh (npm ci --prefix integration/testdata/ofrep): %v", err)
 	}
 	schema, _ := filepath.Abs("../examples/schema.yaml")
-	cl := NewCluster(t, Config{Size: 3, Schema: schema})
+	syncAddr := etcdtest.FreeAddr(t)
+	cl := NewCluster(t, Config{Size: 3, Schema: schema, NodeFlags: func(i int) []string {
+		if i == 1 {
+			return []string{"--flagd-sync-addr", syncAddr, "--flagd-sync-anonymous"}
+		}
+		return nil
+	}})
 	n0, n2 := cl.Nodes[0], cl.Nodes[2]
 	ctx := ctxT(t)
 	file := filepath.Join(t.TempDir(), "flags.json")
@@ -97,6 +104,45 @@ func TestFlagsAcrossTheCluster(t *testing.T) {
 	if got["staff"].FlagMetadata["team"] != "web" {
 		t.Errorf("metadata: %+v", got["staff"].FlagMetadata)
 	}
+	// flagd's in-process provider takes the flags from node 1's flagd sync
+	// port and evaluates them itself; a change made through node 0 reaches it.
+	flagd := exec.CommandContext(ctx, "node", "flagd.cjs", strings.Split(syncAddr, ":")[0], strings.Split(syncAddr, ":")[1])
+	flagd.Dir = dir
+	var flagdErr strings.Builder
+	flagd.Stderr = &flagdErr
+	stdout, err := flagd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flagd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := json.NewDecoder(stdout)
+	var before, after struct {
+		Before, After details
+	}
+	if err := lines.Decode(&before); err != nil {
+		t.Fatalf("flagd.cjs: %v\n%s", err, flagdErr.String())
+	}
+	if d := before.Before; d.Value != true || d.Variant != "on" || d.Reason != "TARGETING_MATCH" {
+		t.Fatalf("flagd in-process, before: %+v", d)
+	}
+	if out, e, code := n0.Adm(ctx, "flag", "disable", "new-checkout"); code != 0 {
+		t.Fatalf("disable: %s%s", out, e)
+	}
+	if err := lines.Decode(&after); err != nil {
+		t.Fatalf("flagd.cjs after the change: %v\n%s", err, flagdErr.String())
+	}
+	if d := after.After; d.Value != false || d.Reason != "DISABLED" {
+		t.Fatalf("flagd in-process, after disable: %+v", d)
+	}
+	if err := flagd.Wait(); err != nil {
+		t.Fatalf("flagd.cjs: %v\n%s", err, flagdErr.String())
+	}
+	if out, e, code := n0.Adm(ctx, "flag", "enable", "new-checkout"); code != 0 {
+		t.Fatalf("enable: %s%s", out, e)
+	}
+
 	// A service evaluates new-checkout 5 times: usage through node 2, and
 	// every other flag stale.
 	svc := StartService(t, cl.Nodes[1], "shop", "--flag-usage-interval", "200ms")
@@ -136,9 +182,9 @@ func TestFlagsAcrossTheCluster(t *testing.T) {
 	if code != 0 || strings.Contains(stale, "new-checkout") || !strings.Contains(stale, "dark-mode") || !strings.Contains(stale, "never") {
 		t.Fatalf("flag stale: exit %d\n%s%s", code, stale, e)
 	}
-	// The import is one audited change.
+	// The import is one audited change (then the disable and enable).
 	hist, err := n2.API().Audit(ctx, "flags.new-checkout", 0, 10)
-	if err != nil || len(hist.Records) != 1 || hist.Records[0].Comment != "from flagd" || len(hist.Records[0].Changes) != 5 {
+	if n := len(hist.Records); err != nil || n != 3 || hist.Records[n-1].Comment != "from flagd" || len(hist.Records[n-1].Changes) != 5 {
 		t.Fatalf("audit: %+v %v", hist, err)
 	}
 }

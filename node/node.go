@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"cfgcluster/auth"
 	"cfgcluster/cfgerr"
@@ -104,6 +105,10 @@ type Config struct {
 	PeerCertFile, PeerKeyFile, PeerTrustedCAFile string
 	PeerClientCertAuth                           bool
 
+	// FlagdSyncAddr serves flagd's sync protocol (gRPC) there; "" not at
+	// all. FlagdSyncAnonymous serves every flag there without a token.
+	FlagdSyncAddr      string
+	FlagdSyncAnonymous bool
 	// PublicMetrics serves /metrics without a credential (for a
 	// Prometheus that cannot send one); by default it needs read.
 	PublicMetrics bool
@@ -175,34 +180,36 @@ func (c *Config) setDefaults() {
 
 // Node is a running cfgnode.
 type Node struct {
-	cfg        Config
-	log        *zap.Logger
-	etcd       *embed.Etcd
-	etcdLevel  zap.AtomicLevel
-	client     *clientv3.Client
-	store      *kv.Store
-	watch      *watch.Client          // the node's own view, kept current by one etcd watch
-	auth       *auth.Store            // tokens and roles, kept current by a watch of the auth range
-	limits     *limits                // request rates per token and failed authentications per address
-	refused    *refusals              // refused requests, on their way to the audit trail
-	stopped    atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
-	memberGone chan struct{}          // closed when the embedded member stops on its own
-	ring       *ring
-	proposals  *proposalFeed // proposals made or decided, for SSE streams that ask
-	kekFile    string        // the encryption keyring's file
-	streams    perClient     // SSE streams by client address
-	encoded    encodedCache  // SSE encodings shared by streams
-	maint      *leases.Maintenance
-	sched      *leases.Scheduler // opens scheduled windows (elected among nodes)
-	bg         sync.WaitGroup    // background loops (learner promotion)
-	stopBg     context.CancelFunc
-	done       chan struct{}        // closed by Close: ends SSE streams
-	reg        *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
-	ln         net.Listener
-	srv        *http.Server
-	served     chan error
-	closing    sync.Once
-	closed     error
+	cfg           Config
+	log           *zap.Logger
+	etcd          *embed.Etcd
+	etcdLevel     zap.AtomicLevel
+	client        *clientv3.Client
+	store         *kv.Store
+	watch         *watch.Client          // the node's own view, kept current by one etcd watch
+	auth          *auth.Store            // tokens and roles, kept current by a watch of the auth range
+	limits        *limits                // request rates per token and failed authentications per address
+	refused       *refusals              // refused requests, on their way to the audit trail
+	stopped       atomic.Pointer[string] // why the member stopped serving (removed from the cluster); nil while it serves
+	memberGone    chan struct{}          // closed when the embedded member stops on its own
+	ring          *ring
+	proposals     *proposalFeed // proposals made or decided, for SSE streams that ask
+	flagdSync     *grpc.Server  // flagd's sync protocol (--flagd-sync-addr); nil: not served
+	flagdSyncAddr string
+	kekFile       string       // the encryption keyring's file
+	streams       perClient    // SSE streams by client address
+	encoded       encodedCache // SSE encodings shared by streams
+	maint         *leases.Maintenance
+	sched         *leases.Scheduler // opens scheduled windows (elected among nodes)
+	bg            sync.WaitGroup    // background loops (learner promotion)
+	stopBg        context.CancelFunc
+	done          chan struct{}        // closed by Close: ends SSE streams
+	reg           *prometheus.Registry // this node's metrics; etcd's and Go's are in the default registry
+	ln            net.Listener
+	srv           *http.Server
+	served        chan error
+	closing       sync.Once
+	closed        error
 }
 
 // Start starts the embedded etcd member, waits for it to be ready, applies
@@ -310,6 +317,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.serve(); err != nil {
 		return nil, err
 	}
+	if cfg.FlagdSyncAddr != "" {
+		if err := n.serveFlagdSync(cfg.FlagdSyncAddr, cfg.FlagdSyncAnonymous); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	n.log.Info("cfgnode ready", zap.String("name", cfg.Name), zap.String("api", n.APIURL()),
 		zap.Strings("etcd", n.ClientURLs()))
@@ -404,6 +416,9 @@ func (n *Node) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, n.srv.Shutdown(ctx))
 			cancel()
+		}
+		if n.flagdSync != nil {
+			n.flagdSync.Stop() // its streams ended with done
 		}
 		if n.stopBg != nil {
 			n.stopBg()

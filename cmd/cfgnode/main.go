@@ -86,6 +86,8 @@ func flags() []cli.Flag {
 		flag("rate-writes", "1000", "writes a second one token may make of this node (bursts of twice as many); -1: no limit"),
 		flag("auth-failure-rate", "10", "failed authentications a second one address may make (bursts of 100); -1: no limit"),
 		boolFlag("public-metrics", false, "serve /metrics without a credential (by default it needs a token that may read)"),
+		flag("flagd-sync-addr", "", "serve flagd's sync protocol (gRPC, flagd.sync.v1) here, for flagd and flagd's in-process providers (flagd's default port is 8015); off by default"),
+		boolFlag("flagd-sync-anonymous", false, "serve every flag on --flagd-sync-addr without a token (flagd's providers cannot send one): bind it where only your services reach"),
 		flag("log-format", "auto", "console (for people), json, or auto: console on a terminal, json otherwise"),
 		flag("etcd-endpoints", "", "external mode: comma-separated client URLs of an etcd cluster to use instead of an embedded member"),
 		flag("etcd-user", "", "external mode: etcd user (or user:password)"),
@@ -206,6 +208,8 @@ func run(c *cli.Context) error {
 	return node.Run(ctx, node.Config{
 		OnReady:                 onReady,
 		PublicMetrics:           c.Bool("public-metrics"),
+		FlagdSyncAddr:           c.String("flagd-sync-addr"),
+		FlagdSyncAnonymous:      c.Bool("flagd-sync-anonymous"),
 		CertFile:                c.String("cert-file"),
 		KeyFile:                 c.String("key-file"),
 		TrustedCAFile:           c.String("trusted-ca-file"),
@@ -254,6 +258,9 @@ func run(c *cli.Context) error {
 // usually holds it, rather than surfacing from deep inside etcd.
 func portsFree(c *cli.Context) error {
 	addrs := map[string][]string{"api-addr": {c.String("api-addr")}}
+	if a := c.String("flagd-sync-addr"); a != "" {
+		addrs["flagd-sync-addr"] = []string{a}
+	}
 	if c.String("etcd-endpoints") == "" {
 		for _, f := range []string{"listen-client-urls", "listen-peer-urls"} {
 			for _, raw := range list(c.String(f)) {
@@ -265,7 +272,7 @@ func portsFree(c *cli.Context) error {
 			}
 		}
 	}
-	for _, f := range []string{"api-addr", "listen-client-urls", "listen-peer-urls"} {
+	for _, f := range []string{"api-addr", "flagd-sync-addr", "listen-client-urls", "listen-peer-urls"} {
 		for _, a := range addrs[f] {
 			ln, err := net.Listen("tcp", a)
 			if err != nil {
