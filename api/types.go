@@ -522,6 +522,7 @@ type ReencryptRequest struct {
 // Reencrypted answers POST /v1/encryption-keys/reencrypt.
 type Reencrypted struct {
 	Resealed int `json:"resealed"` // values re-sealed with the newest key for them
+	Audit    int `json:"audit"`    // audit records and index entries whose sealed values were re-sealed in place
 }
 
 // DefragResult answers POST /v1/defrag: each member in turn.

@@ -226,16 +226,23 @@ func (s *Store) decodeRecord(kv *mvccpb.KeyValue) (*AuditRecord, error) {
 	id := string(kv.Key[len(s.layout.AuditPrefix()):])
 	if err := json.Unmarshal(kv.Value, r); err != nil {
 		// Never skip: a record hidden from the trail hides a change.
-		return nil, cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit record %s (revision %d) cannot be decoded: %v", id, kv.ModRevision, err)
+		return nil, cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit record %s (revision %d) cannot be decoded: %v", id, auditRev(kv), err)
 	}
-	r.ID, r.Revision = id, kv.ModRevision
+	r.ID, r.Revision = id, auditRev(kv)
 	return r, nil
 }
+
+// auditRev is the revision of an audit record or index entry: the one it
+// was made at, its etcd create revision. Records and entries are written
+// once, with the change they describe, and rewritten in place only to be
+// sealed again with a newer data key (Reencrypt): their mod revision then
+// moves, their create revision does not.
+func auditRev(kv *mvccpb.KeyValue) int64 { return kv.CreateRevision }
 
 func decodeKeyEntry(kv *mvccpb.KeyValue) (*keyEntry, error) {
 	e := &keyEntry{}
 	if err := json.Unmarshal(kv.Value, e); err != nil {
-		return nil, cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit index entry %s (revision %d) cannot be decoded: %v", kv.Key, kv.ModRevision, err)
+		return nil, cfgerr.Errorf(cfgerr.Internal, "", "audit", "audit index entry %s (revision %d) cannot be decoded: %v", kv.Key, auditRev(kv), err)
 	}
 	return e, nil
 }
@@ -259,9 +266,9 @@ func (s *Store) scan(ctx context.Context, prefix string, before int64, fn func(*
 			return nil // revision 1 is etcd's first: nothing is older
 		}
 		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(auditPage),
-			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)}
+			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
 		if before > 0 {
-			opts = append(opts, clientv3.WithMaxModRev(before-1))
+			opts = append(opts, clientv3.WithMaxCreateRev(before-1))
 		}
 		resp, err := s.kv.Get(ctx, prefix, opts...)
 		if err != nil {
@@ -279,7 +286,7 @@ func (s *Store) scan(ctx context.Context, prefix string, before int64, fn func(*
 		if !resp.More || len(resp.Kvs) == 0 {
 			return nil
 		}
-		before = resp.Kvs[len(resp.Kvs)-1].ModRevision
+		before = auditRev(resp.Kvs[len(resp.Kvs)-1])
 	}
 }
 

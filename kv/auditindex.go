@@ -18,7 +18,7 @@ import (
 )
 
 // AuditIndex keeps, in memory, the revision order of the audit trail: every
-// record's and every index entry's etcd key with its mod revision, loaded
+// record's and every index entry's etcd key with its revision (auditRev), loaded
 // once (keys only) and kept current by one etcd watch of the trail's range.
 //
 // etcd answers a range sorted by revision, or bounded by one, by reading
@@ -170,13 +170,13 @@ func (ix *AuditIndex) load(ctx context.Context) (int64, error) {
 		}
 		for _, kv := range resp.Kvs {
 			if id, ok := strings.CutPrefix(string(kv.Key), ix.layout.AuditPrefix()); ok {
-				trail.add(kv.ModRevision, id)
-				recRev[id] = kv.ModRevision
+				trail.add(auditRev(kv), id)
+				recRev[id] = auditRev(kv)
 			} else if k, id, ok := ix.entryOf(string(kv.Key)); ok {
 				if keys[k] == nil {
 					keys[k] = &postings{}
 				}
-				keys[k].add(kv.ModRevision, id)
+				keys[k].add(auditRev(kv), id)
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
@@ -257,11 +257,15 @@ func (ix *AuditIndex) apply(resp clientv3.WatchResponse) {
 	ix.asked = time.Time{} // the watch answers
 	rev := ix.rev
 	for _, ev := range resp.Events {
-		key, r := string(ev.Kv.Key), ev.Kv.ModRevision
-		if r <= ix.rev {
+		key := string(ev.Kv.Key)
+		if ev.Kv.ModRevision <= ix.rev {
 			continue
 		}
-		rev = r
+		rev = ev.Kv.ModRevision
+		if ev.Type == clientv3.EventTypePut && ev.Kv.Version > 1 {
+			continue // re-sealed in place: its revision (its creation's) and place are the same
+		}
+		r := auditRev(ev.Kv)
 		if id, ok := strings.CutPrefix(key, ix.layout.AuditPrefix()); ok {
 			if old, ok := ix.recRev[id]; ok {
 				ix.trail.killAt(old, id)

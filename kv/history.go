@@ -55,13 +55,13 @@ func (s *Store) History(ctx context.Context, key string, limit int) ([]*HistoryE
 		if err != nil || e.Note {
 			return err == nil, err // a note (a proposal, a reveal) changed no value
 		}
-		h := &HistoryEntry{Revision: kv.ModRevision, Deleted: e.Deleted, Redacted: e.Redacted && !e.Deleted,
+		h := &HistoryEntry{Revision: auditRev(kv), Deleted: e.Deleted, Redacted: e.Redacted && !e.Deleted,
 			Actor: e.Actor, Time: e.Time, Action: e.Action, Comment: e.Comment, Source: "audit",
 			Sensitive: e.Redacted || sensitive}
 		if !e.Deleted && !e.Redacted {
 			h.Value = auditValue(sch, key, e.New)
 		}
-		byRev[kv.ModRevision] = h
+		byRev[auditRev(kv)] = h
 		return len(byRev) < limit, nil
 	})
 	if err != nil {

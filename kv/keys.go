@@ -515,7 +515,7 @@ func (s *Store) RetireKey(ctx context.Context, meta Meta, id string) error {
 		for _, what := range slices.Sorted(maps.Keys(uses)) {
 			parts = append(parts, fmt.Sprintf("%d %s", uses[what], what))
 		}
-		return cfgerr.Errorf(cfgerr.FailedPrecondition, "", "key", "data key %s still seals %s: reencrypt the values (cfgadm keys reencrypt), and wait for the audit trail's retention to prune older records", id, strings.Join(parts, ", "))
+		return cfgerr.Errorf(cfgerr.FailedPrecondition, "", "key", "data key %s still seals %s: re-seal them (cfgadm keys reencrypt); a proposal's values are kept until it is decided or expires", id, strings.Join(parts, ", "))
 	}
 	meta.Action = ActionKeys
 	if meta.Comment == "" {
@@ -589,36 +589,50 @@ func batchLen(kvs []*mvccpb.KeyValue) int {
 	return n
 }
 
+// Resealed is what Reencrypt re-sealed: values, and audit records and
+// index entries (which keep the old and new values of sensitive keys).
+type Resealed struct {
+	Values int
+	Audit  int
+}
+
 // Reencrypt re-seals every value that is not sealed with the key that would
 // seal it now (a rotation made a newer one), and seals values of sensitive
-// keys written in clear before the key became sensitive. Each batch is one
-// transaction guarded by the mod revision of each value it rewrites and by
-// the data keys' version, with an audit record; a value changed meanwhile is
-// left to the next pass, so it is resumable and loses no concurrent write.
-// progress, if not nil, is called after each batch with the values
-// re-sealed so far and those left. It returns how many it re-sealed.
-func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, left int)) (int, error) {
+// keys written in clear before the key became sensitive; then, in place,
+// every sealed value of the audit trail (resealAudit), so that the older
+// key seals nothing and can be retired. Each batch is one transaction
+// guarded by the mod revision of each value it rewrites and by the data
+// keys' version, with an audit record; a value changed meanwhile is left to
+// the next pass, so it is resumable and loses no concurrent write.
+// progress, if not nil, is called after each batch with what was re-sealed
+// so far and what is left of the current phase.
+func (s *Store) Reencrypt(ctx context.Context, meta Meta, progress func(done, left int)) (Resealed, error) {
 	if s.keys == nil {
-		return 0, errNoKeyring()
+		return Resealed{}, errNoKeyring()
 	}
 	if err := checkMeta(meta); err != nil {
-		return 0, err
+		return Resealed{}, err
 	}
 	meta.Action = ActionKeys
 	done := 0
 	for pass := 0; ; pass++ {
 		todo, ring, keysVersion, err := s.staleSeals(ctx)
-		if err != nil || len(todo) == 0 {
-			return done, err
+		if err != nil {
+			return Resealed{Values: done}, err
+		}
+		if len(todo) == 0 {
+			// The values are done: then the audit trail's sealed values.
+			n, err := s.resealAudit(ctx, meta, progress, done)
+			return Resealed{Values: done, Audit: n}, err
 		}
 		if pass >= s.maxRetries {
-			return done, cfgerr.Errorf(cfgerr.Conflict, "", "", "%d value(s) kept changing while being re-sealed; run it again", len(todo))
+			return Resealed{Values: done}, cfgerr.Errorf(cfgerr.Conflict, "", "", "%d value(s) kept changing while being re-sealed; run it again", len(todo))
 		}
 		for len(todo) > 0 {
 			n := batchLen(todo)
 			ok, err := s.reseal(ctx, meta, ring, keysVersion, todo[:n])
 			if err != nil {
-				return done, err
+				return Resealed{Values: done}, err
 			}
 			todo = todo[n:]
 			if !ok {
@@ -707,6 +721,128 @@ func (s *Store) reseal(ctx context.Context, meta Meta, ring *seal.Keyring, keysV
 		return false, EtcdError(err)
 	}
 	return resp.Succeeded, nil
+}
+
+// resealAudit re-seals, in place, the boxes of the audit records and index
+// entries (the old and new values of sensitive keys) that a data key other
+// than the one that would seal them now sealed. A record keeps its
+// revision (auditRev: its creation's) and its place in the trail. Batches
+// are guarded like Reencrypt's, each with an audit record of its own that
+// says what it did; it returns how many records and entries it rewrote.
+func (s *Store) resealAudit(ctx context.Context, meta Meta, progress func(done, left int), before int) (int, error) {
+	done := 0
+	for pass := 0; ; pass++ {
+		s.keys.invalidate()
+		ring, keysVersion, err := s.keys.table(ctx)
+		if err != nil {
+			return done, err
+		}
+		var todo []*mvccpb.KeyValue
+		var rewrites [][]byte
+		err = s.scanRange(ctx, s.layout.prefix+"v1/audit", func(kv *mvccpb.KeyValue) {
+			if !bytes.Contains(kv.Value, []byte(`"k":"`)) {
+				return // no box
+			}
+			if b, changed, err := s.resealAuditValue(ring, kv); err == nil && changed {
+				todo, rewrites = append(todo, kv), append(rewrites, b)
+			}
+		})
+		if err != nil || len(todo) == 0 {
+			return done, err
+		}
+		if pass >= s.maxRetries {
+			return done, cfgerr.Errorf(cfgerr.Conflict, "", "", "%d audit record(s) kept changing while being re-sealed; run it again", len(todo))
+		}
+		for len(todo) > 0 {
+			n := batchLen(todo)
+			now := s.now()
+			cmps := []clientv3.Cmp{s.keys.unchanged(keysVersion)}
+			var ops []clientv3.Op
+			for i, kv := range todo[:n] {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+				ops = append(ops, clientv3.OpPut(string(kv.Key), string(rewrites[i])))
+			}
+			m := meta
+			m.Comment = fmt.Sprintf("re-sealed the sealed values of %d audit record(s) and index entries", n)
+			rec := newAuditRecord(m, now)
+			ops = append(ops, s.auditOps(rec)...)
+			resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+			if err != nil {
+				return done, EtcdError(err)
+			}
+			todo, rewrites = todo[n:], rewrites[n:]
+			if !resp.Succeeded {
+				break // something moved (pruned, a key rotated): scan again
+			}
+			done += n
+			if progress != nil {
+				progress(before+done, len(todo))
+			}
+		}
+	}
+}
+
+// resealAuditValue returns an audit record or index entry with every box
+// sealed by the data key that would seal it now, and whether any changed.
+// The JSON is rewritten field by field: what it does not know stays as it
+// was.
+func (s *Store) resealAuditValue(ring *seal.Keyring, kv *mvccpb.KeyValue) ([]byte, bool, error) {
+	changed := false
+	reseal := func(obj map[string]json.RawMessage, field, key string) error {
+		raw, ok := obj[field]
+		if !ok || string(raw) == "null" {
+			return nil
+		}
+		var box seal.Box
+		if err := json.Unmarshal(raw, &box); err != nil {
+			return err
+		}
+		k, ok := chooseKey(ring, key)
+		if !ok || k.ID == box.Key {
+			return nil
+		}
+		plain, err := ring.Open(key, &box)
+		if err != nil {
+			return err
+		}
+		next, err := ring.Seal(k.ID, key, plain)
+		if err != nil {
+			return err
+		}
+		obj[field], _ = json.Marshal(next)
+		changed = true
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(kv.Value, &obj); err != nil {
+		return nil, false, err
+	}
+	if id, ok := strings.CutPrefix(string(kv.Key), s.layout.AuditPrefix()); ok && id != "" {
+		var changes []map[string]json.RawMessage
+		if err := json.Unmarshal(obj["changes"], &changes); err != nil {
+			return nil, false, err
+		}
+		for _, c := range changes {
+			var key string
+			json.Unmarshal(c["key"], &key)
+			for _, f := range []string{"old_sealed", "new_sealed"} {
+				if err := reseal(c, f, key); err != nil {
+					return nil, false, err
+				}
+			}
+		}
+		obj["changes"], _ = json.Marshal(changes)
+	} else if rest, ok := strings.CutPrefix(string(kv.Key), s.layout.AuditKeysPrefix()); ok {
+		key, _, _ := strings.Cut(rest, ":")
+		if err := reseal(obj, "sealed", key); err != nil {
+			return nil, false, err
+		}
+	}
+	if !changed {
+		return nil, false, nil
+	}
+	b, err := json.Marshal(obj)
+	return b, true, err
 }
 
 // scanValues calls fn with every stored value, in pages, at one revision.

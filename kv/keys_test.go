@@ -214,7 +214,7 @@ func TestRotateReencryptExport(t *testing.T) {
 		}
 	}
 	if primary.Values != 1 || st.Plain != 0 {
-		t.Fatalf("status: %+v (reencrypt re-sealed %d, progress %v)", st, n, progress)
+		t.Fatalf("status: %+v (reencrypt re-sealed %+v, progress %v)", st, n, progress)
 	}
 	e, err := s.Get(ctx(t), "db.password", 0)
 	if err != nil || (e.Value != last[0] && e.Value != last[1]) {
@@ -236,8 +236,8 @@ func TestRotateReencryptExport(t *testing.T) {
 	}
 	// Reencrypt with nothing to do does nothing.
 	before := rev(t, c)
-	if n, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil); err != nil || n != 0 || rev(t, c) != before {
-		t.Fatalf("an idle reencrypt: %d %v", n, err)
+	if n, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil); err != nil || n != (kv.Resealed{}) || rev(t, c) != before {
+		t.Fatalf("an idle reencrypt: %+v %v", n, err)
 	}
 	if _, err := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, "DB"); cfgerr.CodeOf(err) != cfgerr.Invalid {
 		t.Fatalf("a bad prefix: %v", err)
@@ -290,8 +290,9 @@ func TestSealedHistoryPastCompaction(t *testing.T) {
 // its scope, never while a value, an audit record or a proposal is sealed
 // with it (each use named), and never an unknown one.
 func TestRetireKey(t *testing.T) {
-	s, _ := newStore(t)
-	setSecret(t, s, "db.password", "hunter2")
+	s, c := newStore(t)
+	r1 := setSecret(t, s, "db.password", "hunter2")
+	setSecret(t, s, "db.password", "swordfish")
 	st, _ := s.Keys(ctx(t))
 	first := st.Keys[0].ID
 	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first), cfgerr.FailedPrecondition, "newest")
@@ -299,10 +300,42 @@ func TestRetireKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first), cfgerr.FailedPrecondition, "1 value(s)")
-	if _, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil); err != nil {
+	before, err := s.History(ctx(t), "db.password", 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first), cfgerr.FailedPrecondition, "audit record(s)")
+	indexed, _ := runIndex(t, c) // follows the records rewritten in place
+	// Reencrypt re-seals the value, then the audit trail's sealed values
+	// (the records and index entries of both writes, and of the re-sealing
+	// of the value itself) in place: the old key seals nothing any more.
+	n, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil)
+	if err != nil || n.Values != 1 || n.Audit < 5 {
+		t.Fatalf("re-sealed %+v, %v", n, err)
+	}
+	if err := s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, first); err != nil {
+		t.Fatalf("retiring the rotated key after reencrypt: %v", err)
+	}
+	// The history is whole, at the same revisions; the first value reads
+	// back past compaction, from its record, sealed with the new key.
+	etcdtest.Compact(t, c)
+	after, err := s.History(ctx(t), "db.password", 0)
+	if err != nil || len(after) != len(before)+1 { // and the re-sealing's own change
+		t.Fatalf("history: %d entries before, %d after, %v", len(before), len(after), err)
+	}
+	for i := range before {
+		if after[i+1].Revision != before[i].Revision {
+			t.Fatalf("entry %d moved from revision %d to %d", i, before[i].Revision, after[i+1].Revision)
+		}
+	}
+	if e, err := s.Get(ctx(t), "db.password", r1.Revision); err != nil || e.Value != "hunter2" {
+		t.Fatalf("the first value after retiring its key: %+v %v", e, err)
+	}
+	for _, st := range []*kv.Store{s, indexed} {
+		recs, err := st.Audit(ctx(t), kv.AuditQuery{Key: "db.password"})
+		if err != nil || len(recs) != len(after) || recs[len(recs)-1].Revision != r1.Revision {
+			t.Fatalf("the key's records: %d, %v", len(recs), err)
+		}
+	}
 	code(t, s.RetireKey(ctx(t), kv.Meta{Actor: "admin"}, "dk-none"), cfgerr.NotFound, "no data key dk-none")
 	// A key that sealed nothing, replaced by a newer one of its scope, goes.
 	unused, _ := s.RotateKey(ctx(t), kv.Meta{Actor: "admin"}, "web.")
@@ -318,7 +351,7 @@ func TestRetireKey(t *testing.T) {
 			t.Fatal("a retired key is still listed")
 		}
 	}
-	if e, err := s.Get(ctx(t), "db.password", 0); err != nil || e.Value != "hunter2" {
+	if e, err := s.Get(ctx(t), "db.password", 0); err != nil || e.Value != "swordfish" {
 		t.Fatalf("after retiring: %+v %v", e, err)
 	}
 }
@@ -390,8 +423,8 @@ func TestReencryptWithinEtcdDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := s.Reencrypt(ctx(t), kv.Meta{Actor: "admin"}, nil)
-	if err != nil || n != 6 {
-		t.Fatalf("reencrypt: %d %v", n, err)
+	if err != nil || n.Values != 6 || n.Audit == 0 {
+		t.Fatalf("reencrypt: %+v %v", n, err)
 	}
 	resealed := rev(t, c)
 	setSecret(t, s, "big.s0", "later")

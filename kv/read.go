@@ -142,7 +142,7 @@ func (s *Store) valueFromAudit(ctx context.Context, sch *schema.Schema, key stri
 		}
 	}
 	return &Entry{Key: key, Value: auditValue(sch, key, v), Type: k.Type, Source: SourceCluster, Actor: e.Actor,
-		Time: e.Time, Comment: e.Comment, Revision: kv.ModRevision, Sensitive: k.Sensitive || e.Redacted}, nil
+		Time: e.Time, Comment: e.Comment, Revision: auditRev(kv), Sensitive: k.Sensitive || e.Redacted}, nil
 }
 
 // auditValue types a value from an audit record (its JSON form) by the

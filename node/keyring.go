@@ -148,5 +148,5 @@ func (n *Node) reencrypt(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, api.Reencrypted{Resealed: done})
+	return writeJSON(w, http.StatusOK, api.Reencrypted{Resealed: done.Values, Audit: done.Audit})
 }

@@ -60,7 +60,7 @@ func keysCommand() *cli.Command {
 			},
 			{
 				Name:  "reencrypt",
-				Usage: "re-seal every value not sealed with the newest key for it (resumable: run it again after an interruption)",
+				Usage: "re-seal every value, and every sealed value of the audit trail, not sealed with the newest key for it (resumable: run it again after an interruption)",
 				Flags: []cli.Flag{comment},
 				Action: func(c *cli.Context) error {
 					if err := args(c, 0, "no arguments"); err != nil {
@@ -70,7 +70,9 @@ func keysCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return show(c, r, func(t *table) { t.note("re-sealed %d value(s)", r.Resealed) })
+					return show(c, r, func(t *table) {
+						t.note("re-sealed %d value(s), and the sealed values of %d audit record(s) and index entries", r.Resealed, r.Audit)
+					})
 				},
 			},
 			{
