@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"cfgcluster/internal/stripe"
 )
 
 // Flag states.
@@ -55,7 +57,7 @@ type Flag struct {
 	static   Detail                // the answer of a flag without targeting, made once
 	dflt     Detail                // the answer when the targeting names no variant
 	byName   map[string]variantRef // variant values and their counters
-	usage    []counter             // evaluations by variant (byName's idx); the last: the caller's default
+	usage    []*stripe.Counter     // evaluations by variant (byName's idx); the last: the caller's default
 	names    []string              // the variants, by idx
 	defIdx   int                   // the default variant's idx (len(names): none)
 	base     map[string]uint64     // evaluations counted by the flag's earlier versions
@@ -161,7 +163,10 @@ func compileFlag(key string, d Definition, evaluators, setMeta map[string]any) *
 	for i, name := range f.names {
 		f.byName[name] = variantRef{d.Variants[name], i}
 	}
-	f.usage = make([]counter, len(f.names)+1)
+	f.usage = make([]*stripe.Counter, len(f.names)+1)
+	for i := range f.usage {
+		f.usage[i] = stripe.New(usageStripes)
+	}
 	f.defIdx = len(f.names)
 	if d.DefaultVariant != nil {
 		if ref, ok := f.byName[*d.DefaultVariant]; ok {
@@ -480,7 +485,7 @@ type variantRef struct {
 // evaluation (Usage).
 func (f *Flag) Evaluate(ctx map[string]any) Detail {
 	d, idx := f.evaluate(ctx)
-	f.usage[idx].inc()
+	f.usage[idx].Inc()
 	return d
 }
 

@@ -1,32 +1,8 @@
 package flags
 
-import (
-	"sync/atomic"
-	"unsafe"
-)
-
-// counter counts without a shared cache line: each goroutine adds to the
-// stripe its stack address falls in (goroutine stacks are distinct memory),
-// so parallel evaluations of one flag rarely touch the same line.
-type counter struct {
-	s [8]struct {
-		n atomic.Uint64
-		_ [56]byte
-	}
-}
-
-func (c *counter) inc() {
-	var x byte
-	c.s[(uintptr(unsafe.Pointer(&x))>>13)&7].n.Add(1)
-}
-
-func (c *counter) load() uint64 {
-	var n uint64
-	for i := range c.s {
-		n += c.s[i].n.Load()
-	}
-	return n
-}
+// usageStripes is how many stripes each of a flag's counters has: 8 cache
+// lines a variant.
+const usageStripes = 8
 
 // Usage is how many times the flag was evaluated, by variant served ("":
 // the caller's default: disabled, no default variant, or an error), since
@@ -38,7 +14,7 @@ func (f *Flag) Usage() map[string]uint64 {
 		out[name] += n
 	}
 	for i := range f.usage {
-		if n := f.usage[i].load(); n > 0 {
+		if n := f.usage[i].Load(); n > 0 {
 			name := ""
 			if i < len(f.names) {
 				name = f.names[i]

@@ -176,7 +176,7 @@ func (n *Node) ofrepEvents(w http.ResponseWriter, r *http.Request) error {
 	if ew.flush() != nil {
 		return nil
 	}
-	beat := time.NewTicker(15 * time.Second)
+	beat := time.NewTicker(keepalive)
 	defer beat.Stop()
 	for {
 		var msg string

@@ -4,9 +4,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"cfgcluster/internal/stripe"
 )
 
 // cache holds decoded values, bounded by a golang-lru cache.
@@ -24,7 +25,7 @@ type cache struct {
 	mu  sync.Mutex // writers: lru and the published map
 	lru *lru.Cache[string, *entry]
 
-	hits      stripedCounter
+	hits      *stripe.Counter
 	misses    atomic.Uint64
 	evictions atomic.Uint64
 	evicted   []string // keys the LRU evicted during the current write
@@ -38,7 +39,7 @@ type entry struct {
 }
 
 func newCache(size int) *cache {
-	c := &cache{}
+	c := &cache{hits: stripe.New(64)}
 	// The callback runs inside lru calls, which run under c.mu.
 	c.lru, _ = lru.NewWithEvict(size, func(key string, _ *entry) { c.evicted = append(c.evicted, key) })
 	empty := map[string]*entry{}
@@ -56,7 +57,7 @@ func (c *cache) get(key string) (*entry, bool) {
 	if !e.touched.Load() {
 		e.touched.Store(true)
 	}
-	c.hits.inc()
+	c.hits.Inc()
 	return e, true
 }
 
@@ -119,26 +120,3 @@ func (c *cache) clear() {
 }
 
 func (c *cache) len() int { return len(*c.read.Load()) }
-
-// stripedCounter counts without a shared cache line: each goroutine adds to
-// the stripe its stack address falls in (goroutine stacks are distinct
-// memory), so parallel readers rarely touch the same line.
-type stripedCounter struct {
-	s [64]struct {
-		n atomic.Uint64
-		_ [56]byte
-	}
-}
-
-func (c *stripedCounter) inc() {
-	var x byte
-	c.s[(uintptr(unsafe.Pointer(&x))>>13)&63].n.Add(1)
-}
-
-func (c *stripedCounter) load() uint64 {
-	var n uint64
-	for i := range c.s {
-		n += c.s[i].n.Load()
-	}
-	return n
-}

@@ -61,7 +61,7 @@ func (c *Client) register(reg prometheus.Registerer) error {
 	m := c.met
 	cs := []prometheus.Collector{m.drops, m.resyncs, m.panics, m.slow, m.breakerOpens, m.restarts, m.relists, m.rejected, m.sealed, m.propagation,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cfgcluster_watch_cache_hits_total", Help: "Cache reads that hit."},
-			func() float64 { return float64(c.cache.hits.load()) }),
+			func() float64 { return float64(c.cache.hits.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cfgcluster_watch_cache_misses_total", Help: "Cache reads that missed."},
 			func() float64 { return float64(c.cache.misses.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cfgcluster_watch_cache_evictions_total", Help: "Entries the LRU evicted for room."},

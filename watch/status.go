@@ -130,7 +130,7 @@ type Stats struct {
 
 // Stats returns the cache statistics.
 func (c *Client) Stats() Stats {
-	s := Stats{Hits: c.cache.hits.load(), Misses: c.cache.misses.Load(), Evictions: c.cache.evictions.Load(),
+	s := Stats{Hits: c.cache.hits.Load(), Misses: c.cache.misses.Load(), Evictions: c.cache.evictions.Load(),
 		Keys: c.cache.len(), Revision: c.Revision(), Staleness: c.Staleness()}
 	if t := s.Hits + s.Misses; t > 0 {
 		s.HitRate = float64(s.Hits) / float64(t)
