@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the benchmarks recorded in docs/BENCHMARKS.md, each side by side with
 # raw etcd (or a bare cache) in the same run. Takes about 5 minutes.
-# Usage: COUNT=3 scripts/bench.sh [write|auth|seal|get|propagation|memory|sse|audit|heap]...
+# Usage: COUNT=3 scripts/bench.sh [write|auth|seal|get|propagation|memory|sse|audit|flags|heap]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-1}
-want=${*:-write auth seal get propagation memory sse audit heap}
+want=${*:-write auth seal get propagation memory sse audit flags heap}
 echo "# $(date -u +%FT%TZ) $(go version) $(nproc) cores"
 for w in $want; do
   case $w in
@@ -20,6 +20,9 @@ for w in $want; do
   memory) go test ./watch -run '^$' -bench BenchmarkIdleSubscriberMemory -benchtime 1x -count "$count" ;;
   sse) go test ./node -run '^$' -bench BenchmarkSSEFanout -benchtime 50x -count "$count" ;;
   audit) go test ./kv -run '^$' -bench BenchmarkAuditRead -benchtime 20x -count "$count" ;;
+  flags)
+    go test ./flags -run '^$' -bench BenchmarkEvaluate -benchmem -cpu 1,2 -count "$count"
+    go test ./watch -run '^$' -bench BenchmarkFlag -benchmem -cpu 1,2 -count "$count" ;;
   heap) for n in 200 1400 4000; do go test ./node -run '^$' -bench BenchmarkNodeHeapUnderWrites -benchtime "${n}x" -count "$count"; done ;;
   *) echo "unknown benchmark $w" >&2; exit 2 ;;
   esac
