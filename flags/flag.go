@@ -55,6 +55,7 @@ type Flag struct {
 	problems []*Problem            // what a write refuses (err among them)
 	metadata map[string]any        // the set's metadata under the flag's
 	static   Detail                // the answer of a flag without targeting, made once
+	isStatic bool                  // enabled, with no targeting: static is the answer
 	dflt     Detail                // the answer when the targeting names no variant
 	byName   map[string]variantRef // variant values and their counters
 	usage    []*stripe.Counter     // evaluations by variant (byName's idx); the last: the caller's default
@@ -241,6 +242,7 @@ func compileFlag(key string, d Definition, evaluators, setMeta map[string]any) *
 	f.dflt = f.defaultDetail(Default)
 	if f.rule == nil && f.err == nil {
 		f.static = f.defaultDetail(Static)
+		f.isStatic = d.State != Disabled
 	}
 	return f
 }
@@ -484,6 +486,10 @@ type variantRef struct {
 // attributes; numbers may be any of Go's numeric types), and counts the
 // evaluation (Usage).
 func (f *Flag) Evaluate(ctx map[string]any) Detail {
+	if f.isStatic {
+		f.usage[f.defIdx].Inc()
+		return f.static
+	}
 	d, idx := f.evaluate(ctx)
 	f.usage[idx].Inc()
 	return d
