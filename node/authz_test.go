@@ -109,6 +109,8 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 		"DELETE /v1/encryption-keys/{id}": auth.Admin, "POST /v1/encryption-keys/rewrap": auth.Admin,
 		"GET /v1/service-accounts": auth.Admin, "POST /v1/service-accounts": auth.Admin, "DELETE /v1/service-accounts/{name}": auth.Admin,
 		"POST /v1/roles": auth.Admin, "DELETE /v1/roles/{name}": auth.Admin, "GET /healthz": "", "GET /readyz": "",
+		"POST /ofrep/v1/evaluate/flags/{key}": auth.Read, "POST /ofrep/v1/evaluate/flags": auth.Read,
+		"GET /ofrep/v1/events": auth.Read, "GET /v1/flags/usage": auth.Read,
 	}
 	for _, rt := range n.routeTable() {
 		v, ok := want[rt.pattern]
