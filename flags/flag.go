@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -428,7 +427,6 @@ func (s *Set) Problems() []*Problem {
 	for _, key := range slices.Sorted(maps.Keys(s.Flags)) {
 		out = append(out, s.Flags[key].problems...)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Flag < out[j].Flag })
 	return out
 }
 

@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"time"
 
 	"cfgcluster/api"
 	"cfgcluster/auth"
-	"cfgcluster/cfgerr"
 	"cfgcluster/flags"
 	"cfgcluster/leases"
 	"cfgcluster/schema"
@@ -152,24 +150,19 @@ func (c flagChanges) signal() {
 
 // ofrepEvents is GET /ofrep/v1/events, the bulk answer's event stream
 // (OFREP ADR-0008): a refetchEvaluation message whenever a flag (or what
-// the flags share) changes, and a comment every 15 s to keep it open.
+// the flags share) changes, and a comment every keepalive to keep it open.
 func (n *Node) ofrepEvents(w http.ResponseWriter, r *http.Request) error {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	if !n.streams.acquire(host, n.cfg.MaxStreamsPerClient) {
-		return cfgerr.Errorf(cfgerr.TooMany, "", "streams", "%s has %d streams open, the most one client may", host, n.cfg.MaxStreamsPerClient)
+	ew, release, err := n.openStream(w, r)
+	if err != nil {
+		return err
 	}
-	defer n.streams.release(host)
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	ew := &deadlineWriter{w: w, rc: rc, d: n.cfg.EventWriteTimeout}
+	defer release()
 	changes := make(flagChanges, 1)
 	for _, pattern := range []string{schema.FlagsNamespace, schema.FlagsNamespace + ".*"} {
 		sub := n.watch.Subscribe(pattern, changes)
 		defer n.watch.Unsubscribe(sub)
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	startEvents(w)
 	if _, err := io.WriteString(ew, ": cfgcluster flags\n\n"); err != nil {
 		return nil
 	}

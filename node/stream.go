@@ -231,16 +231,11 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		}
 		since = v
 	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	if !n.streams.acquire(host, n.cfg.MaxStreamsPerClient) {
-		return cfgerr.Errorf(cfgerr.TooMany, "", "streams", "%s has %d streams open, the most one client may", host, n.cfg.MaxStreamsPerClient)
+	ew, release, err := n.openStream(w, r)
+	if err != nil {
+		return err
 	}
-	defer n.streams.release(host)
-	// A stream lives as long as its client reads: no read deadline; a
-	// write deadline per event instead.
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	ew := &deadlineWriter{w: w, rc: rc, d: n.cfg.EventWriteTimeout}
+	defer release()
 	st := &stream{prefix: prefix, ch: make(chan watch.Batch, 256), resync: make(chan struct{}, 1)}
 	if r.URL.Query().Get("proposals") == "true" {
 		who := principal(r)
@@ -264,11 +259,7 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	startEvents(w)
 	if since > 0 {
 		if !complete {
 			reason := "history" // older than the node keeps
@@ -317,6 +308,29 @@ func (n *Node) watchStream(w http.ResponseWriter, r *http.Request) error {
 			return nil // the client went away, or stopped reading
 		}
 	}
+}
+
+// openStream counts a client's Server-Sent Events stream against its limit
+// (release gives the place back) and returns its writer: a stream lives as
+// long as its client reads, so no read deadline, and a write deadline per
+// event instead.
+func (n *Node) openStream(w http.ResponseWriter, r *http.Request) (ew *deadlineWriter, release func(), err error) {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if !n.streams.acquire(host, n.cfg.MaxStreamsPerClient) {
+		return nil, nil, cfgerr.Errorf(cfgerr.TooMany, "", "streams", "%s has %d streams open, the most one client may", host, n.cfg.MaxStreamsPerClient)
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	return &deadlineWriter{w: w, rc: rc, d: n.cfg.EventWriteTimeout}, func() { n.streams.release(host) }, nil
+}
+
+// startEvents writes the headers of a Server-Sent Events answer.
+func startEvents(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
 }
 
 // deadlineWriter gives every write (and flush) of a long answer its own

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -21,7 +22,7 @@ import (
 // changed (all: every flag, after a list or a schema change).
 func (c *Client) updateFlagsLocked(changed []string, all bool) {
 	old := c.flags.Load()
-	if !all && old != nil && !containsFunc(changed, func(k string) bool { return k == schema.FlagsNamespace }) {
+	if !all && old != nil && !slices.Contains(changed, schema.FlagsNamespace) {
 		defs := map[string]*flags.Definition{}
 		for _, key := range changed {
 			if fk, ok := schema.FlagKeyOf(key); ok {
@@ -72,15 +73,6 @@ func (c *Client) flagDefLocked(key string) *flags.Definition {
 		return nil
 	}
 	return &d
-}
-
-func containsFunc(keys []string, f func(string) bool) bool {
-	for _, k := range keys {
-		if f(k) {
-			return true
-		}
-	}
-	return false
 }
 
 // isFlagKey reports whether a key is in the flags namespace.
